@@ -1,0 +1,45 @@
+# electra-rs: `make pretrain` (the CPU demo on the embedded corpus) and `make test`.
+# Both install what they need on first use: a project-local .venv holding the PyPI
+# torch==2.11.0 wheel, whose libtorch the `tch` crate links (LIBTORCH_USE_PYTORCH=1).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+TORCH_VERSION := 2.11.0
+STAMP := $(VENV)/.torch-$(TORCH_VERSION)
+CARGO ?= cargo
+CONFIG ?= configs/tiny.toml
+RUN_DIR ?= runs/tiny
+ARGS ?=
+
+export PATH := $(VENV)/bin:$(HOME)/.cargo/bin:$(PATH)
+export LIBTORCH_USE_PYTORCH := 1
+
+.PHONY: all build pretrain test lint fmt clean-runs
+
+all: build
+
+$(STAMP):
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust (rustup)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check torch==$(TORCH_VERSION)
+	@touch $@
+
+build: $(STAMP)
+	$(CARGO) build --release --workspace
+
+pretrain: build
+	./target/release/electra pretrain --config $(CONFIG) --run-dir $(RUN_DIR) $(ARGS)
+
+test: $(STAMP)
+	$(CARGO) test --release --workspace
+
+lint: $(STAMP)
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean-runs:
+	rm -rf runs
