@@ -64,7 +64,9 @@ pub mod encoder;
 pub mod error;
 pub mod heads;
 pub mod hf;
+pub mod hf_config;
 pub mod layers;
+pub mod safetensors;
 pub mod sampling;
 pub mod stats;
 

@@ -1,0 +1,48 @@
+//! The trainer's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can stop a run, with the file or setting involved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrainError {
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file or an override does not parse (unknown keys included).
+    #[error("config {origin}: {message}")]
+    Config { origin: String, message: String },
+    /// A config value is out of range or contradicts another.
+    #[error("invalid config: {field}: {reason}")]
+    InvalidConfig { field: String, reason: String },
+    /// The data pipeline failed.
+    #[error(transparent)]
+    Pipeline(#[from] electra_pipeline::PipelineError),
+    /// The model rejected its input.
+    #[error(transparent)]
+    Model(#[from] electra_model::ModelError),
+    /// libtorch failed.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    /// `--device cuda` was asked for but libtorch sees no GPU.
+    #[error("--device cuda: no CUDA device is available to libtorch")]
+    NoCuda,
+    /// The data stream ended before the run's last step.
+    #[error("the data ended after {batches} batches, before step {needed}; set data.epochs higher or leave it unset")]
+    DataExhausted { batches: u64, needed: u64 },
+}
+
+impl TrainError {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { path, source }
+    }
+}
+
+/// Result with [`TrainError`].
+pub type Result<T, E = TrainError> = std::result::Result<T, E>;
