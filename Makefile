@@ -1,12 +1,13 @@
 # electra-rs: `make pretrain` (the CPU demo on the embedded corpus) and `make test`.
 # Both install what they need on first use: a project-local .venv holding the PyPI
-# torch==2.11.0 wheel, whose libtorch the `tch` crate links (LIBTORCH_USE_PYTORCH=1).
+# torch==2.11.0 wheel, whose libtorch the `tch` crate links (LIBTORCH_USE_PYTORCH=1), and
+# the Python clients the tests check our files with (pyarrow, transformers).
 
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := $(CURDIR)/.venv
-TORCH_VERSION := 2.11.0
-STAMP := $(VENV)/.torch-$(TORCH_VERSION)
+PY_DEPS := torch==2.11.0 pyarrow==26.0.1 transformers==5.24.0 numpy==2.4.6
+STAMP := $(VENV)/.deps-$(shell echo '$(PY_DEPS)' | cksum | cut -d' ' -f1)
 CARGO ?= cargo
 CONFIG ?= configs/tiny.toml
 RUN_DIR ?= runs/tiny
@@ -22,7 +23,7 @@ all: build
 $(STAMP):
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust (rustup)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check torch==$(TORCH_VERSION)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(PY_DEPS)
 	@touch $@
 
 build: $(STAMP)
