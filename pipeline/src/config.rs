@@ -1,0 +1,342 @@
+//! The `[data]` section of a run's TOML: where the corpus is and how it becomes batches.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{PipelineError, Result};
+
+/// Default `max_seq_len` (ELECTRA-Small).
+pub const DEFAULT_MAX_SEQ_LEN: usize = 128;
+/// Default `mask_prob` (ELECTRA-Small and Base).
+pub const DEFAULT_MASK_PROB: f64 = 0.15;
+/// Default `batch_size` (ELECTRA-Small).
+pub const DEFAULT_BATCH_SIZE: usize = 128;
+/// Default `single_segment_prob` (reference ExampleBuilder).
+pub const DEFAULT_SINGLE_SEGMENT_PROB: f64 = 0.1;
+/// Default `random_length_prob` (reference ExampleBuilder).
+pub const DEFAULT_RANDOM_LENGTH_PROB: f64 = 0.05;
+/// Default `text_field` of JSONL records.
+pub const DEFAULT_TEXT_FIELD: &str = "text";
+/// Default `max_doc_bytes`: 64 MiB.
+pub const DEFAULT_MAX_DOC_BYTES: usize = 64 << 20;
+/// Default `prefetch`: batches waiting in the output queue.
+pub const DEFAULT_PREFETCH: usize = 8;
+/// Default `chunk_bytes`: text bytes per work unit (256 KiB).
+pub const DEFAULT_CHUNK_BYTES: usize = 256 << 10;
+/// Default `pad_to_multiple_of`.
+pub const DEFAULT_PAD_TO_MULTIPLE_OF: usize = 8;
+/// Smallest accepted `max_seq_len`.
+pub const MIN_SEQ_LEN: usize = 8;
+
+/// How source files are parsed.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFormat {
+    /// By extension: `.jsonl`/`.json`/`.ndjson` (optionally `.zst`) are JSONL, everything
+    /// else plain text.
+    #[default]
+    Auto,
+    /// One sentence a line, blank lines between documents.
+    Text,
+    /// One JSON object a line, the document in `text_field`.
+    Jsonl,
+}
+
+/// How masked positions are corrupted.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MaskStrategy {
+    /// ELECTRA: 85% `[MASK]`, 15% kept.
+    #[default]
+    Electra,
+    /// BERT: 80% `[MASK]`, 10% random token, 10% kept.
+    Bert,
+}
+
+/// What to do with a bad record (invalid UTF-8, malformed JSON, oversized line, corrupt
+/// zstd stream).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BadRecordPolicy {
+    /// Skip it, count it, warn (the first few per file).
+    #[default]
+    Skip,
+    /// Stop with an error naming the file and line.
+    Fail,
+}
+
+/// The `[data]` section of a run config.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Corpus files: paths or glob patterns, read in the given order. Default: empty.
+    pub files: Vec<String>,
+    /// File format. Default: `auto` (by extension).
+    pub format: SourceFormat,
+    /// JSONL field holding the document text. Default: `"text"`.
+    pub text_field: String,
+    /// Path to a Hugging Face `tokenizer.json`. Default: `""`.
+    pub tokenizer: String,
+    /// Longest example in tokens, specials included. Default: 128.
+    pub max_seq_len: usize,
+    /// Fraction of tokens masked. Default: 0.15.
+    pub mask_prob: f64,
+    /// Most masked positions per example. Default: none, meaning
+    /// `int((mask_prob + 0.005) * max_seq_len)` as in the reference.
+    pub max_predictions_per_seq: Option<usize>,
+    /// How masked positions are corrupted. Default: `electra` (85% `[MASK]`, 15% kept).
+    pub mask_strategy: MaskStrategy,
+    /// Examples per batch. Default: 128.
+    pub batch_size: usize,
+    /// Probability that an example has a single segment. Default: 0.1.
+    pub single_segment_prob: f64,
+    /// Probability that an example's target length is uniform in [5, max_seq_len].
+    /// Default: 0.05.
+    pub random_length_prob: f64,
+    /// Cut sentences longer than `max_seq_len - 3` into pieces and carry the tokens an
+    /// example cannot hold into the next one, so no token is lost. `false` truncates, as
+    /// the reference does. Default: true.
+    pub split_long_sentences: bool,
+    /// Skip-and-count or fail on bad records. Default: `skip`.
+    pub on_bad_record: BadRecordPolicy,
+    /// Longest line held in memory; longer lines are bad records. Default: 64 MiB.
+    pub max_doc_bytes: usize,
+    /// Worker threads; 0 means the available parallelism. Default: 0.
+    pub threads: usize,
+    /// Batches waiting in the output queue. Default: 8.
+    pub prefetch: usize,
+    /// Text bytes per work unit. Default: 256 KiB.
+    pub chunk_bytes: usize,
+    /// Batch length is rounded up to a multiple of this. Default: 8.
+    pub pad_to_multiple_of: usize,
+    /// Pad every batch to `max_seq_len`. Default: false.
+    pub pad_to_max_len: bool,
+    /// Passes over the corpus; none repeats forever. Default: none.
+    pub epochs: Option<u64>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            files: Vec::new(),
+            format: SourceFormat::Auto,
+            text_field: DEFAULT_TEXT_FIELD.to_string(),
+            tokenizer: String::new(),
+            max_seq_len: DEFAULT_MAX_SEQ_LEN,
+            mask_prob: DEFAULT_MASK_PROB,
+            max_predictions_per_seq: None,
+            mask_strategy: MaskStrategy::Electra,
+            batch_size: DEFAULT_BATCH_SIZE,
+            single_segment_prob: DEFAULT_SINGLE_SEGMENT_PROB,
+            random_length_prob: DEFAULT_RANDOM_LENGTH_PROB,
+            split_long_sentences: true,
+            on_bad_record: BadRecordPolicy::Skip,
+            max_doc_bytes: DEFAULT_MAX_DOC_BYTES,
+            threads: 0,
+            prefetch: DEFAULT_PREFETCH,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+            pad_to_multiple_of: DEFAULT_PAD_TO_MULTIPLE_OF,
+            pad_to_max_len: false,
+            epochs: None,
+        }
+    }
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> PipelineError {
+    PipelineError::InvalidConfig {
+        field,
+        reason: reason.into(),
+    }
+}
+
+fn check_prob(field: &'static str, p: f64) -> Result<()> {
+    if (0.0..=1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(invalid(field, format!("{p} is not in [0, 1]")))
+    }
+}
+
+impl DataConfig {
+    /// Checks every value's range; an invalid value is an `InvalidConfig` error naming it.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.mask_prob > 0.0 && self.mask_prob < 1.0) {
+            return Err(invalid(
+                "mask_prob",
+                format!("{} is not in (0, 1)", self.mask_prob),
+            ));
+        }
+        if self.max_seq_len < MIN_SEQ_LEN {
+            return Err(invalid(
+                "max_seq_len",
+                format!("{} is below {MIN_SEQ_LEN}", self.max_seq_len),
+            ));
+        }
+        if u32::try_from(self.max_seq_len).is_err() {
+            return Err(invalid("max_seq_len", "does not fit in u32"));
+        }
+        if self.batch_size == 0 {
+            return Err(invalid("batch_size", "must be at least 1"));
+        }
+        if self.max_predictions_per_seq == Some(0) {
+            return Err(invalid("max_predictions_per_seq", "must be at least 1"));
+        }
+        check_prob("single_segment_prob", self.single_segment_prob)?;
+        check_prob("random_length_prob", self.random_length_prob)?;
+        if self.max_doc_bytes == 0 {
+            return Err(invalid("max_doc_bytes", "must be at least 1"));
+        }
+        if self.prefetch == 0 {
+            return Err(invalid("prefetch", "must be at least 1"));
+        }
+        if self.chunk_bytes == 0 {
+            return Err(invalid("chunk_bytes", "must be at least 1"));
+        }
+        if self.pad_to_multiple_of == 0 {
+            return Err(invalid("pad_to_multiple_of", "must be at least 1"));
+        }
+        if self.epochs == Some(0) {
+            return Err(invalid(
+                "epochs",
+                "must be at least 1 (omit it to repeat forever)",
+            ));
+        }
+        if self.text_field.is_empty() {
+            return Err(invalid("text_field", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// Most masked positions per example: `max_predictions_per_seq`, or
+    /// `int((mask_prob + 0.005) * max_seq_len)` (at least 1).
+    pub fn max_predictions(&self) -> usize {
+        match self.max_predictions_per_seq {
+            Some(n) => n,
+            None => (((self.mask_prob + 0.005) * self.max_seq_len as f64) as usize).max(1),
+        }
+    }
+
+    /// The worker thread count: `threads`, or the available parallelism when 0.
+    pub fn worker_threads(&self) -> usize {
+        if self.threads > 0 {
+            self.threads
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_papers_values_and_valid() {
+        let c = DataConfig::default();
+        assert_eq!(c.max_seq_len, 128);
+        assert_eq!(c.mask_prob, 0.15);
+        assert_eq!(c.batch_size, 128);
+        assert_eq!(c.max_predictions(), 19); // int(0.155 * 128)
+        assert_eq!(c.mask_strategy, MaskStrategy::Electra);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn an_empty_toml_section_gives_the_defaults() {
+        let c: DataConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(c, DataConfig::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = serde_json::from_str::<DataConfig>(r#"{"mask_probability": 0.2}"#).unwrap_err();
+        assert!(err.to_string().contains("mask_probability"), "{err}");
+    }
+
+    #[test]
+    fn enums_parse_lowercase() {
+        let c: DataConfig = serde_json::from_str(
+            r#"{"format": "jsonl", "mask_strategy": "bert", "on_bad_record": "fail", "epochs": 3}"#,
+        )
+        .unwrap();
+        assert_eq!(c.format, SourceFormat::Jsonl);
+        assert_eq!(c.mask_strategy, MaskStrategy::Bert);
+        assert_eq!(c.on_bad_record, BadRecordPolicy::Fail);
+        assert_eq!(c.epochs, Some(3));
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_field() {
+        let cases: Vec<(DataConfig, &str)> = vec![
+            (
+                DataConfig {
+                    mask_prob: 0.0,
+                    ..Default::default()
+                },
+                "mask_prob",
+            ),
+            (
+                DataConfig {
+                    mask_prob: 1.0,
+                    ..Default::default()
+                },
+                "mask_prob",
+            ),
+            (
+                DataConfig {
+                    max_seq_len: 7,
+                    ..Default::default()
+                },
+                "max_seq_len",
+            ),
+            (
+                DataConfig {
+                    batch_size: 0,
+                    ..Default::default()
+                },
+                "batch_size",
+            ),
+            (
+                DataConfig {
+                    single_segment_prob: 1.5,
+                    ..Default::default()
+                },
+                "single_segment_prob",
+            ),
+            (
+                DataConfig {
+                    chunk_bytes: 0,
+                    ..Default::default()
+                },
+                "chunk_bytes",
+            ),
+            (
+                DataConfig {
+                    epochs: Some(0),
+                    ..Default::default()
+                },
+                "epochs",
+            ),
+        ];
+        for (c, name) in cases {
+            match c.validate() {
+                Err(PipelineError::InvalidConfig { field, .. }) => assert_eq!(field, name),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn explicit_max_predictions_wins() {
+        let c = DataConfig {
+            max_predictions_per_seq: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(c.max_predictions(), 5);
+        let c = DataConfig {
+            max_seq_len: 512,
+            mask_prob: 0.25,
+            ..Default::default()
+        };
+        assert_eq!(c.max_predictions(), 130); // int(0.255 * 512)
+    }
+}

@@ -1,0 +1,99 @@
+//! The pipeline's error type: every variant keeps its source error and the file, line or
+//! offset involved.
+
+use std::path::PathBuf;
+
+use electra_schemas::SchemaError;
+
+/// Result alias for the pipeline.
+pub type Result<T> = std::result::Result<T, PipelineError>;
+
+/// Everything that can go wrong between a corpus file and a batch.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    /// A file could not be opened or read (not a decoding error).
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// zstd decoding failed (corrupt frame, truncated file, not a zstd file).
+    #[error("{}: zstd decoding failed near compressed byte {compressed_offset}: {source}", path.display())]
+    Zstd {
+        path: PathBuf,
+        /// Bytes of the compressed file consumed when decoding failed.
+        compressed_offset: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line is not valid UTF-8.
+    #[error("{}:{line}: invalid UTF-8 (decompressed byte offset {byte_offset})", path.display())]
+    InvalidUtf8 {
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// Decompressed offset of the line's first byte.
+        byte_offset: u64,
+    },
+    /// A JSONL line is not a JSON object.
+    #[error("{}:{line}: malformed JSON: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A JSONL object lacks the configured text field, or it is not a string.
+    #[error("{}:{line}: missing or non-string text field `{field}`", path.display())]
+    MissingTextField {
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        field: String,
+    },
+    /// A pattern or path matched no file.
+    #[error("no files match `{pattern}`")]
+    NoFiles { pattern: String },
+    /// The tokenizer could not be loaded or failed to encode.
+    #[error("tokenizer {}: {source}", path.display())]
+    Tokenizer {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The vocabulary lacks a special token the pipeline needs.
+    #[error("the tokenizer's vocabulary has no {token} token")]
+    MissingSpecialToken { token: String },
+    /// A record batch does not have the schema a stage expects.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// A pipeline thread panicked while processing a chunk.
+    #[error("pipeline thread `{thread}` panicked: {message}")]
+    WorkerPanicked { thread: String, message: String },
+    /// A pipeline thread ended before the end of the data.
+    #[error("pipeline thread `{thread}` exited before the end of the data")]
+    WorkerExited { thread: String },
+    /// A configuration value is out of range.
+    #[error("invalid data config `{field}`: {reason}")]
+    InvalidConfig { field: &'static str, reason: String },
+    /// A line is longer than `max_doc_bytes` (under the `fail` policy).
+    #[error("{}:{line}: line at decompressed byte {byte_offset} is longer than max_doc_bytes = {limit}", path.display())]
+    DocumentTooLarge {
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// Decompressed offset of the line's first byte.
+        byte_offset: u64,
+        /// The configured `max_doc_bytes`.
+        limit: usize,
+    },
+    /// A full pass over the files produced no document at all.
+    #[error("the corpus has no documents (files: {files:?})")]
+    EmptyCorpus { files: Vec<PathBuf> },
+    /// An Arrow array could not be built (a bug: the pipeline builds its own arrays).
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+}

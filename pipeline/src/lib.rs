@@ -1,0 +1,62 @@
+//! Streaming data pipeline for ELECTRA and other encoders: corpus files in, padded and
+//! masked batches out, on many threads, in bounded memory, without libtorch.
+//!
+//! The stages, each in its own module:
+//!
+//! 1. [`source`]: plain text or JSONL files, optionally zstd-compressed (multi-frame),
+//!    streamed line by line into Arrow record batches of documents
+//!    ([`electra_schemas::documents`]); bad records are skipped and counted, or fatal
+//!    ([`config::BadRecordPolicy`]).
+//! 2. [`tokenize`]: a Hugging Face `tokenizer.json` turns each document's sentences into
+//!    token ids, sentence ends and word starts ([`electra_schemas::tokenized`]).
+//! 3. [`pack`]: sentences of one document are packed into `[CLS] A [SEP] B [SEP]`
+//!    examples of up to `max_seq_len` tokens, as the reference `ExampleBuilder` does
+//!    ([`electra_schemas::examples`]).
+//! 4. [`mask`]: a fresh mask per epoch, a pure function of (seed, epoch, doc_id,
+//!    example_index): ELECTRA 85% `[MASK]` / 15% kept, or BERT 80/10/10.
+//! 5. [`batch`]: examples padded into flat row-major `i64` buffers.
+//! 6. [`loader`]: a reader thread, worker threads and a batcher joined by bounded
+//!    crossbeam channels; batches come out in order, identical for any thread count.
+//!
+//! Every random choice comes from [`rng::Rng::derive`] (run seed + position); errors are
+//! [`PipelineError`]s that name the file and line or offset.
+//!
+//! ```
+//! use electra_pipeline::{DataConfig, Loader, TextTokenizer};
+//!
+//! let tokenizer = TextTokenizer::from_file("../data/tokenizer/bert-base-uncased/tokenizer.json")?;
+//! let config = DataConfig {
+//!     files: vec!["../data/corpus/moby_dick.txt.zst".into()],
+//!     batch_size: 4,
+//!     threads: 2,
+//!     epochs: Some(1),
+//!     ..DataConfig::default()
+//! };
+//! let mut loader = Loader::new(&config, tokenizer, 42)?;
+//! let batch = loader.next().expect("a batch")?;
+//! assert_eq!(batch.seq_no, 0);
+//! assert_eq!(batch.input_ids.len(), batch.batch_size * batch.seq_len);
+//! assert_eq!(batch.input_ids[0], 101); // [CLS]
+//! assert!(!batch.masked_positions.is_empty());
+//! # Ok::<(), electra_pipeline::PipelineError>(())
+//! ```
+
+mod arrow_util;
+pub mod batch;
+pub mod config;
+pub mod error;
+pub mod loader;
+pub mod mask;
+pub mod pack;
+pub mod rng;
+pub mod source;
+pub mod tokenize;
+
+pub use batch::{Batch, BatchShape};
+pub use config::{BadRecordPolicy, DataConfig, MaskStrategy, SourceFormat};
+pub use error::{PipelineError, Result};
+pub use loader::{Loader, LoaderStats};
+pub use mask::{MaskedExample, Masker};
+pub use pack::{PackedExample, Packer};
+pub use source::{expand_files, BadRecordCounts, DocumentChunk, DocumentReader};
+pub use tokenize::{SpecialTokens, TextTokenizer};

@@ -1,0 +1,87 @@
+//! Plain text: one sentence (or paragraph) a line, blank lines between documents.
+
+use super::{Document, FileContext, LineInfo, LineOutcome};
+use crate::error::{PipelineError, Result};
+
+/// Groups trimmed lines into documents; an empty or whitespace-only line ends a document.
+#[derive(Debug, Default)]
+pub(crate) struct TextParser {
+    sentences: Vec<String>,
+    /// Offset of the document's first line.
+    start: u64,
+    /// A non-blank line (good or bad) has been seen since the last boundary.
+    open: bool,
+}
+
+impl TextParser {
+    /// Feeds one line (without its newline).
+    pub fn line(
+        &mut self,
+        bytes: &[u8],
+        info: LineInfo,
+        line_no: u64,
+        cap: usize,
+        ctx: &mut FileContext<'_>,
+    ) -> Result<LineOutcome> {
+        if info.oversized {
+            self.begin(info.offset);
+            ctx.bad_record(
+                PipelineError::DocumentTooLarge {
+                    path: ctx.path.to_path_buf(),
+                    line: line_no,
+                    byte_offset: info.offset,
+                    limit: cap,
+                },
+                |b| b.oversized_lines += 1,
+            )?;
+            return Ok(LineOutcome::Nothing);
+        }
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(_) => {
+                self.begin(info.offset);
+                ctx.bad_record(
+                    PipelineError::InvalidUtf8 {
+                        path: ctx.path.to_path_buf(),
+                        line: line_no,
+                        byte_offset: info.offset,
+                    },
+                    |b| b.invalid_utf8 += 1,
+                )?;
+                return Ok(LineOutcome::Nothing);
+            }
+        };
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Ok(self
+                .finish(ctx)
+                .map_or(LineOutcome::Nothing, LineOutcome::Document));
+        }
+        self.begin(info.offset);
+        self.sentences.push(trimmed.to_string());
+        Ok(LineOutcome::Nothing)
+    }
+
+    /// Ends the document in progress (a blank line or the end of the file).
+    pub fn finish(&mut self, ctx: &mut FileContext<'_>) -> Option<Document> {
+        if !self.open {
+            return None;
+        }
+        self.open = false;
+        if self.sentences.is_empty() {
+            ctx.bad.empty_documents += 1;
+            return None;
+        }
+        Some(Document {
+            offset: self.start,
+            sentences: std::mem::take(&mut self.sentences),
+        })
+    }
+
+    fn begin(&mut self, offset: u64) {
+        if !self.open {
+            self.open = true;
+            self.start = offset;
+        }
+    }
+}

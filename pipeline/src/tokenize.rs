@@ -1,0 +1,278 @@
+//! Tokenization: documents -> token ids per document, sentences encoded one by one with a
+//! Hugging Face `tokenizer.json` (WordPiece, BPE, Unigram ...).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::types::UInt32Type;
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
+};
+use arrow_buffer::OffsetBuffer;
+use arrow_schema::SchemaRef;
+use electra_schemas::{check_schema, documents, tokenized};
+
+use crate::arrow_util::{column, list_array, list_column, list_item};
+use crate::error::{PipelineError, Result};
+
+/// The special token ids the packer and the masker need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpecialTokens {
+    /// `[CLS]` or `<s>`.
+    pub cls: u32,
+    /// `[SEP]` or `</s>`.
+    pub sep: u32,
+    /// `[MASK]` or `<mask>`.
+    pub mask: u32,
+    /// `[PAD]` or `<pad>`.
+    pub pad: u32,
+}
+
+impl SpecialTokens {
+    /// Whether `id` is one of the four special ids.
+    pub fn contains(&self, id: u32) -> bool {
+        id == self.cls || id == self.sep || id == self.mask || id == self.pad
+    }
+}
+
+/// A loaded tokenizer and its special ids; cheap to clone (shared).
+#[derive(Clone)]
+pub struct TextTokenizer {
+    inner: Arc<tokenizers::Tokenizer>,
+    path: PathBuf,
+    special: SpecialTokens,
+}
+
+impl std::fmt::Debug for TextTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TextTokenizer")
+            .field("path", &self.path)
+            .field("special", &self.special)
+            .field("vocab_size", &self.vocab_size())
+            .finish()
+    }
+}
+
+fn find_token(tokenizer: &tokenizers::Tokenizer, names: &[&str]) -> Result<u32> {
+    names
+        .iter()
+        .find_map(|n| tokenizer.token_to_id(n))
+        .ok_or_else(|| PipelineError::MissingSpecialToken {
+            token: names.join(" or "),
+        })
+}
+
+impl TextTokenizer {
+    /// Loads a `tokenizer.json` and finds its special tokens.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let inner =
+            tokenizers::Tokenizer::from_file(&path).map_err(|source| PipelineError::Tokenizer {
+                path: path.clone(),
+                source,
+            })?;
+        let special = SpecialTokens {
+            cls: find_token(&inner, &["[CLS]", "<s>"])?,
+            sep: find_token(&inner, &["[SEP]", "</s>"])?,
+            mask: find_token(&inner, &["[MASK]", "<mask>"])?,
+            pad: find_token(&inner, &["[PAD]", "<pad>"])?,
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+            path,
+            special,
+        })
+    }
+
+    /// The special token ids.
+    pub fn special(&self) -> SpecialTokens {
+        self.special
+    }
+
+    /// Vocabulary size including added tokens.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The `tokenizer.json` this was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The wrapped Hugging Face tokenizer.
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+
+    /// Encodes one sentence without special tokens: `(ids, word_starts)` appended to the
+    /// given vectors. Returns the number of tokens added.
+    pub fn encode_sentence(
+        &self,
+        sentence: &str,
+        ids: &mut Vec<u32>,
+        word_starts: &mut Vec<bool>,
+    ) -> Result<usize> {
+        // `encode` (byte offsets) rather than `encode_fast`: the latter leaves the word ids
+        // empty, and the word starts need them. Neither spawns threads for one input.
+        let encoding =
+            self.inner
+                .encode(sentence, false)
+                .map_err(|source| PipelineError::Tokenizer {
+                    path: self.path.clone(),
+                    source,
+                })?;
+        let new_ids = encoding.get_ids();
+        let words = encoding.get_word_ids();
+        ids.extend_from_slice(new_ids);
+        for i in 0..new_ids.len() {
+            let start = i == 0
+                || words.get(i).copied().flatten().is_none()
+                || words.get(i) != words.get(i - 1);
+            word_starts.push(start);
+        }
+        Ok(new_ids.len())
+    }
+
+    /// Tokenizes a documents batch into a tokenized batch ([`tokenized::schema`]): per
+    /// document the ids of its sentences concatenated, the cumulative sentence ends and the
+    /// word-start flags. Sentences with no tokens are dropped; a document may end up with
+    /// no tokens (zero sentence ends).
+    pub fn tokenize(&self, documents: &RecordBatch) -> Result<RecordBatch> {
+        check_schema(&documents.schema(), &documents::schema(), "tokenizer input")?;
+        let doc_ids: &UInt64Array = column(documents, documents::DOC_ID)?;
+        let sources: &UInt32Array = column(documents, documents::SOURCE)?;
+        let (offsets, sentences): (&[i32], &StringArray) =
+            list_column(documents, documents::SENTENCES)?;
+
+        let schema: SchemaRef = tokenized::schema();
+        let rows = documents.num_rows();
+        let mut ids = Vec::new();
+        let mut word_starts = Vec::new();
+        let mut ends = Vec::new();
+        let mut id_lengths = Vec::with_capacity(rows);
+        let mut end_lengths = Vec::with_capacity(rows);
+        for row in 0..rows {
+            let before_ids = ids.len();
+            let before_ends = ends.len();
+            let mut count = 0u32;
+            for s in offsets[row] as usize..offsets[row + 1] as usize {
+                if sentences.is_null(s) {
+                    continue;
+                }
+                let added = self.encode_sentence(sentences.value(s), &mut ids, &mut word_starts)?;
+                if added > 0 {
+                    count += added as u32;
+                    ends.push(count);
+                }
+            }
+            id_lengths.push(ids.len() - before_ids);
+            end_lengths.push(ends.len() - before_ends);
+        }
+        let word_item = list_item(&schema, tokenized::WORD_STARTS)?;
+        let word_array: ArrayRef = Arc::new(ListArray::try_new(
+            word_item,
+            OffsetBuffer::<i32>::from_lengths(id_lengths.iter().copied()),
+            Arc::new(BooleanArray::from(word_starts)),
+            None,
+        )?);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(doc_ids.clone()),
+            Arc::new(sources.clone()),
+            list_array::<UInt32Type>(list_item(&schema, tokenized::INPUT_IDS)?, ids, &id_lengths)?,
+            list_array::<UInt32Type>(
+                list_item(&schema, tokenized::SENTENCE_ENDS)?,
+                ends,
+                &end_lengths,
+            )?,
+            word_array,
+        ];
+        Ok(RecordBatch::try_new(schema, columns)?)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use arrow_array::builder::{ListBuilder, StringBuilder};
+
+    pub(crate) const BERT: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../data/tokenizer/bert-base-uncased/tokenizer.json"
+    );
+
+    pub(crate) fn bert() -> TextTokenizer {
+        TextTokenizer::from_file(BERT).unwrap()
+    }
+
+    /// A documents batch from literal sentences (doc ids 0, 1, 2 ...).
+    pub(crate) fn docs(documents: &[&[&str]]) -> RecordBatch {
+        let schema = documents::schema();
+        let item = list_item(&schema, documents::SENTENCES).unwrap();
+        let mut sentences = ListBuilder::new(StringBuilder::new()).with_field(item);
+        for d in documents {
+            for s in *d {
+                sentences.values().append_value(s);
+            }
+            sentences.append(true);
+        }
+        let n = documents.len();
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(UInt64Array::from_iter_values(0..n as u64)),
+                Arc::new(UInt32Array::from(vec![0; n])),
+                Arc::new(UInt64Array::from(vec![0; n])),
+                Arc::new(sentences.finish()),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn bert_special_tokens_are_found() {
+        let t = bert();
+        assert_eq!(
+            t.special(),
+            SpecialTokens {
+                cls: 101,
+                sep: 102,
+                mask: 103,
+                pad: 0
+            }
+        );
+        assert_eq!(t.vocab_size(), 30522);
+    }
+
+    #[test]
+    fn a_missing_tokenizer_file_is_an_error_naming_it() {
+        let err = TextTokenizer::from_file("/nonexistent/tokenizer.json").unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/tokenizer.json"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sentences_are_concatenated_with_cumulative_ends_and_word_starts() {
+        let t = bert();
+        let out = t
+            .tokenize(&docs(&[&["Hello world.", "unaffable"], &["", "a"]]))
+            .unwrap();
+        check_schema(&out.schema(), &tokenized::schema(), "test").unwrap();
+        let (io, ids): (&[i32], &UInt32Array) = list_column(&out, tokenized::INPUT_IDS).unwrap();
+        let (eo, ends): (&[i32], &UInt32Array) =
+            list_column(&out, tokenized::SENTENCE_ENDS).unwrap();
+        let (_, starts): (&[i32], &BooleanArray) =
+            list_column(&out, tokenized::WORD_STARTS).unwrap();
+        let doc0: Vec<u32> = ids.values()[io[0] as usize..io[1] as usize].to_vec();
+        // hello world . una ##ffa ##ble
+        assert_eq!(doc0, vec![7592, 2088, 1012, 14477, 20961, 3468]);
+        assert_eq!(&ends.values()[eo[0] as usize..eo[1] as usize], &[3, 6]);
+        let s0: Vec<bool> = (io[0] as usize..io[1] as usize)
+            .map(|i| starts.value(i))
+            .collect();
+        assert_eq!(s0, vec![true, true, true, true, false, false]);
+        // The empty sentence of doc 1 is dropped.
+        assert_eq!(&ends.values()[eo[1] as usize..eo[2] as usize], &[1]);
+    }
+}
