@@ -65,6 +65,7 @@ pub mod error;
 pub mod heads;
 pub mod hf;
 pub mod hf_config;
+pub mod hf_import;
 pub mod layers;
 pub mod safetensors;
 pub mod sampling;
