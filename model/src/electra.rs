@@ -7,7 +7,7 @@ use crate::config::ElectraConfig;
 use crate::encoder::{ElectraModel, EncoderInput};
 use crate::error::{check_int64, check_shape, ModelError, Result};
 use crate::heads::{DiscriminatorHead, GeneratorHead};
-use crate::sampling::gumbel_sample;
+use crate::sampling::{sample, Sampler};
 use crate::stats::compute_stats;
 
 /// Default sampling temperature of the generator.
@@ -32,6 +32,8 @@ pub struct ElectraOptions {
     pub gen_weight: f64,
     /// Weight of the discriminator loss; default 50.0.
     pub disc_weight: f64,
+    /// How replacements are drawn (same distribution either way); default inverse-CDF.
+    pub sampler: Sampler,
 }
 
 impl Default for ElectraOptions {
@@ -41,6 +43,7 @@ impl Default for ElectraOptions {
             disallow_correct: false,
             gen_weight: DEFAULT_GEN_WEIGHT,
             disc_weight: DEFAULT_DISC_WEIGHT,
+            sampler: Sampler::default(),
         }
     }
 }
@@ -288,7 +291,7 @@ impl Electra {
 
         // 3. Sample replacements (no gradient).
         let disallow = opts.disallow_correct.then_some(input.masked_labels);
-        let sampled = gumbel_sample(&gen_logits, opts.temperature, disallow)?;
+        let sampled = sample(&gen_logits, opts.temperature, disallow, opts.sampler)?;
 
         // 4. Corrupted ids and the discriminator's labels.
         let (corrupted, disc_labels) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {

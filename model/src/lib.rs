@@ -79,7 +79,7 @@ pub use encoder::{ElectraModel, Encoder, EncoderInput, EncoderLayer, Intermediat
 pub use error::{ModelError, Result};
 pub use heads::{DiscriminatorHead, GeneratorHead};
 pub use hf::SHARED_PARAMETER_NAMES;
-pub use sampling::gumbel_sample;
+pub use sampling::{gumbel_sample, inverse_cdf_sample, sample, Sampler};
 pub use stats::ElectraStats;
 
 #[cfg(test)]

@@ -1,0 +1,27 @@
+//! The ELECTRA trainer and the `electra` command-line tool.
+//!
+//! 1. [`config`]: the run's TOML (`[model]`, `[data]`, `[train]`), overrides, validation.
+//! 2. [`tokenizer`]: the run's tokenizer, or the embedded bert-base-uncased default.
+//! 3. [`train`]: batches from the pipeline's queue -> tensors -> generator + discriminator
+//!    forward -> our [`optim::AdamW`] under the [`schedule::LinearSchedule`] -> metrics ->
+//!    final weights with Hugging Face names.
+//!
+//! ```no_run
+//! use electra_trainer::{config::RunConfig, train::{pretrain, PretrainOptions, DeviceChoice}};
+//! let config = RunConfig::load("configs/tiny.toml".as_ref(), &["train.max_steps=10".into()])?;
+//! let summary = pretrain(&config, &PretrainOptions {
+//!     run_dir: "runs/example".into(),
+//!     device: DeviceChoice::Cpu,
+//!     progress: false,
+//! })?;
+//! println!("{} tokens/s", summary.tokens_per_sec);
+//! # Ok::<(), electra_trainer::error::TrainError>(())
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod optim;
+pub mod schedule;
+pub mod tokenizer;
+pub mod train;

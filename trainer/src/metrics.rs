@@ -1,0 +1,86 @@
+//! Metrics: one JSON object per logging step appended to `RUN_DIR/metrics.jsonl`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use electra_pipeline::BadRecordCounts;
+use serde::Serialize;
+
+use crate::error::{Result, TrainError};
+
+/// One row of `metrics.jsonl`: averages over the steps since the previous row.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct MetricsRow {
+    /// Updates completed.
+    pub step: u64,
+    /// Epoch of the last batch.
+    pub epoch: u64,
+    /// `gen_weight * gen_loss + disc_weight * disc_loss`.
+    pub loss: f64,
+    /// Generator cross-entropy at masked positions.
+    pub gen_loss: f64,
+    /// Discriminator binary cross-entropy over real tokens.
+    pub disc_loss: f64,
+    /// Generator argmax accuracy at masked positions.
+    pub gen_acc: f64,
+    /// Fraction of real tokens the generator's samples actually replaced.
+    pub replaced_frac: f64,
+    /// Discriminator accuracy over real tokens.
+    pub disc_acc: f64,
+    /// Discriminator precision on "replaced".
+    pub disc_precision: f64,
+    /// Discriminator recall on "replaced".
+    pub disc_recall: f64,
+    /// Accuracy of always answering "original" on the same tokens (the baseline to beat).
+    pub disc_baseline_acc: f64,
+    /// Global gradient norm before clipping (mean over the window).
+    pub grad_norm: f64,
+    /// Learning rate of the last update.
+    pub lr: f64,
+    /// Real (non-padding) tokens per second over the window.
+    pub tokens_per_sec: f64,
+    /// Share of the window's wall time spent waiting on the data queue.
+    pub data_wait_frac: f64,
+    /// Real tokens trained on since the start.
+    pub tokens: u64,
+    /// Seconds since the start.
+    pub elapsed_sec: f64,
+    /// Bad input records skipped since the start, per kind.
+    pub bad_records: BadRecordCounts,
+}
+
+/// Appends rows to `metrics.jsonl`, flushing each one.
+#[derive(Debug)]
+pub struct MetricsWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl MetricsWriter {
+    /// Creates `path` (emptying it), or appends to it when `append` (a resumed run).
+    pub fn open(path: &Path, append: bool) -> Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(path)
+            .map_err(TrainError::io(path))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            out: BufWriter::new(file),
+        })
+    }
+
+    /// Appends one row.
+    pub fn write(&mut self, row: &MetricsRow) -> Result<()> {
+        let line = serde_json::to_string(row).map_err(|e| TrainError::Io {
+            path: self.path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        writeln!(self.out, "{line}")
+            .and_then(|()| self.out.flush())
+            .map_err(TrainError::io(&self.path))
+    }
+}

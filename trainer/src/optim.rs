@@ -1,0 +1,268 @@
+//! Our own AdamW, as in the ELECTRA reference (`AdamWeightDecayOptimizer`): Adam moments,
+//! optional bias correction (off by default, as in the reference), and decoupled weight
+//! decay added to the update, not to the gradient, and skipped for LayerNorm weights and
+//! biases. We own its state (moments and step), so a checkpoint can hold it whole.
+//!
+//! The update for a parameter `p` with gradient `g` at learning rate `lr`:
+//! ```text
+//! m = b1 m + (1 - b1) g          v = b2 v + (1 - b2) g^2
+//! u = m / (sqrt(v) + eps)        (with bias correction: m / (1 - b1^t), v / (1 - b2^t))
+//! u = u + wd p                   (only for parameters that decay)
+//! p = p - lr u
+//! ```
+
+use tch::{Kind, Tensor};
+
+/// AdamW hyper-parameters (the learning rate comes from the schedule at each step).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWConfig {
+    /// First-moment decay.
+    pub beta1: f64,
+    /// Second-moment decay.
+    pub beta2: f64,
+    /// Added to the root of the second moment.
+    pub eps: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Divide the moments by `1 - beta^t`.
+    pub bias_correction: bool,
+}
+
+/// One optimised tensor and its moments.
+#[derive(Debug)]
+struct ParamState {
+    name: String,
+    param: Tensor,
+    m: Tensor,
+    v: Tensor,
+    decay: bool,
+}
+
+/// AdamW over a fixed, name-sorted list of parameters.
+#[derive(Debug)]
+pub struct AdamW {
+    config: AdamWConfig,
+    params: Vec<ParamState>,
+    step: u64,
+}
+
+/// Whether a parameter takes weight decay: not LayerNorm weights, not biases.
+pub fn takes_weight_decay(name: &str) -> bool {
+    !(name.contains("LayerNorm") || name.contains("layer_norm") || name.ends_with("bias"))
+}
+
+impl AdamW {
+    /// Optimises `named` parameters (sorted by name, so the state has a stable order).
+    pub fn new(mut named: Vec<(String, Tensor)>, config: AdamWConfig) -> Self {
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let params = named
+            .into_iter()
+            .map(|(name, param)| {
+                let m = param.zeros_like().detach();
+                let v = param.zeros_like().detach();
+                ParamState {
+                    decay: takes_weight_decay(&name),
+                    name,
+                    param,
+                    m,
+                    v,
+                }
+            })
+            .collect();
+        Self {
+            config,
+            params,
+            step: 0,
+        }
+    }
+
+    /// Updates completed so far.
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    /// Names of the optimised parameters, in state order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.params.iter().map(|p| p.name.as_str())
+    }
+
+    /// Clears every gradient.
+    pub fn zero_grad(&mut self) {
+        for p in &mut self.params {
+            p.param.zero_grad();
+        }
+    }
+
+    /// The global L2 norm of all gradients, as a device scalar (no host sync).
+    pub fn grad_norm(&self) -> Tensor {
+        let norms: Vec<Tensor> = self
+            .params
+            .iter()
+            .filter_map(|p| {
+                let g = p.param.grad();
+                g.defined().then(|| g.to_kind(Kind::Float).norm())
+            })
+            .collect();
+        if norms.is_empty() {
+            return Tensor::zeros([], (Kind::Float, tch::Device::Cpu));
+        }
+        Tensor::stack(&norms, 0).norm()
+    }
+
+    /// Scales gradients so their global norm is at most `max_norm`, as
+    /// `tf.clip_by_global_norm` does (`g * max / max(norm, max)`). Returns the norm
+    /// before clipping, as a device scalar.
+    pub fn clip_grad_norm(&mut self, max_norm: f64) -> Tensor {
+        let norm = self.grad_norm();
+        if max_norm > 0.0 {
+            let scale = (norm.clamp_min(max_norm)).reciprocal() * max_norm;
+            tch::no_grad(|| {
+                for p in &self.params {
+                    let mut g = p.param.grad();
+                    if g.defined() {
+                        let _ = g.g_mul_(&scale.to_kind(g.kind()));
+                    }
+                }
+            });
+        }
+        norm
+    }
+
+    /// Applies one update at learning rate `lr` from the current gradients.
+    pub fn step(&mut self, lr: f64) {
+        self.step += 1;
+        let c = self.config;
+        let (bc1, bc2) = if c.bias_correction {
+            let t = self.step as i32;
+            (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t))
+        } else {
+            (1.0, 1.0)
+        };
+        tch::no_grad(|| {
+            for p in &mut self.params {
+                let g = p.param.grad();
+                if !g.defined() {
+                    continue;
+                }
+                let _ = p.m.lerp_(&g, 1.0 - c.beta1);
+                let _ = p.v.lerp_(&g.square(), 1.0 - c.beta2);
+                let denom = if c.bias_correction {
+                    (&p.v / bc2).sqrt().g_add_scalar_(c.eps)
+                } else {
+                    p.v.sqrt().g_add_scalar_(c.eps)
+                };
+                let mut update = if c.bias_correction {
+                    (&p.m / bc1) / denom
+                } else {
+                    &p.m / denom
+                };
+                if p.decay && c.weight_decay != 0.0 {
+                    let _ = update.g_add_(&(&p.param * c.weight_decay));
+                }
+                let _ = p.param.g_add_(&(update * -lr));
+            }
+        });
+    }
+
+    /// The optimizer state as named tensors (`adam_m.NAME`, `adam_v.NAME`), for checkpoints.
+    pub fn state_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::with_capacity(self.params.len() * 2);
+        for p in &self.params {
+            out.push((format!("adam_m.{}", p.name), p.m.shallow_clone()));
+            out.push((format!("adam_v.{}", p.name), p.v.shallow_clone()));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(bias_correction: bool, weight_decay: f64) -> AdamWConfig {
+        AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-6,
+            weight_decay,
+            bias_correction,
+        }
+    }
+
+    /// The update computed by hand in f64 for one scalar parameter.
+    #[test]
+    fn one_step_matches_the_formula() {
+        let w = Tensor::from_slice(&[1.0f32, -2.0]).set_requires_grad(true);
+        let mut opt = AdamW::new(
+            vec![("layer.weight".into(), w.shallow_clone())],
+            config(false, 0.01),
+        );
+        let loss = (&w * Tensor::from_slice(&[3.0f32, 4.0])).sum(Kind::Float);
+        loss.backward();
+        opt.step(0.1);
+        let got: Vec<f32> = Vec::try_from(&w.detach()).unwrap();
+        for (i, (p0, g)) in [(1.0f64, 3.0f64), (-2.0, 4.0)].iter().enumerate() {
+            let m = 0.1 * g;
+            let v = 0.001 * g * g;
+            let u = m / (v.sqrt() + 1e-6) + 0.01 * p0;
+            let want = p0 - 0.1 * u;
+            assert!(
+                (got[i] as f64 - want).abs() < 1e-5,
+                "{i}: {} vs {want}",
+                got[i]
+            );
+        }
+    }
+
+    #[test]
+    fn layer_norm_weights_and_biases_take_no_decay() {
+        assert!(takes_weight_decay(
+            "discriminator.electra.encoder.layer.0.output.dense.weight"
+        ));
+        assert!(!takes_weight_decay(
+            "discriminator.electra.encoder.layer.0.output.LayerNorm.weight"
+        ));
+        assert!(!takes_weight_decay("generator.generator_lm_head.bias"));
+        // With a zero gradient and no decay, the parameter must not move at all.
+        let b = Tensor::from_slice(&[5.0f32]).set_requires_grad(true);
+        let mut opt = AdamW::new(
+            vec![("x.bias".into(), b.shallow_clone())],
+            config(false, 0.5),
+        );
+        (&b * 0.0).sum(Kind::Float).backward();
+        opt.step(1.0);
+        assert_eq!(f32::try_from(&b.detach()).unwrap(), 5.0);
+    }
+
+    #[test]
+    fn bias_correction_makes_the_first_step_lr_sized() {
+        let w = Tensor::from_slice(&[0.0f32]).set_requires_grad(true);
+        let mut opt = AdamW::new(vec![("w".into(), w.shallow_clone())], config(true, 0.0));
+        (&w * 7.0).sum(Kind::Float).backward();
+        opt.step(0.01);
+        let got = f32::try_from(&w.detach()).unwrap();
+        assert!((got + 0.01).abs() < 1e-6, "{got}");
+    }
+
+    #[test]
+    fn clipping_scales_to_the_global_norm() {
+        let a = Tensor::from_slice(&[0.0f32, 0.0]).set_requires_grad(true);
+        let b = Tensor::from_slice(&[0.0f32]).set_requires_grad(true);
+        let mut opt = AdamW::new(
+            vec![
+                ("a".into(), a.shallow_clone()),
+                ("b".into(), b.shallow_clone()),
+            ],
+            config(false, 0.0),
+        );
+        let loss = (&a * Tensor::from_slice(&[3.0f32, 0.0])).sum(Kind::Float)
+            + (&b * 4.0).sum(Kind::Float);
+        loss.backward();
+        let norm = f32::try_from(&opt.clip_grad_norm(1.0)).unwrap();
+        assert!((norm - 5.0).abs() < 1e-5);
+        let clipped = f32::try_from(&opt.grad_norm()).unwrap();
+        assert!((clipped - 1.0).abs() < 1e-5, "{clipped}");
+        let ga: Vec<f32> = Vec::try_from(&a.grad()).unwrap();
+        assert!((ga[0] - 0.6).abs() < 1e-6);
+    }
+}

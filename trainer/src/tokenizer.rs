@@ -1,0 +1,67 @@
+//! Loading the run's tokenizer: a `tokenizer.json` path, or the embedded default
+//! (bert-base-uncased's 30,522-token uncased WordPiece vocabulary, as ELECTRA uses).
+
+use std::path::Path;
+
+use electra_pipeline::TextTokenizer;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Result, TrainError};
+
+/// The bert-base-uncased `tokenizer.json` (Apache-2.0), built into the binary.
+pub const DEFAULT_TOKENIZER_JSON: &[u8] =
+    include_bytes!("../../data/tokenizer/bert-base-uncased/tokenizer.json");
+
+/// Loads `path`, or the embedded default when `path` is empty (it is written to a cache
+/// file in the system's temporary folder, named by its hash, and loaded from there).
+pub fn load_tokenizer(path: &str) -> Result<TextTokenizer> {
+    if path.is_empty() {
+        let cached = std::env::temp_dir().join(format!(
+            "electra-default-tokenizer-{}.json",
+            &sha256_hex(DEFAULT_TOKENIZER_JSON)[..16]
+        ));
+        let fresh = std::fs::read(&cached)
+            .map(|b| b == DEFAULT_TOKENIZER_JSON)
+            .unwrap_or(false);
+        if !fresh {
+            electra_model::safetensors::write_atomic(&cached, DEFAULT_TOKENIZER_JSON)?;
+        }
+        return Ok(TextTokenizer::from_file(&cached)?);
+    }
+    Ok(TextTokenizer::from_file(Path::new(path))?)
+}
+
+/// Hex sha256 of a file's bytes (how shards and checkpoints name their tokenizer).
+pub fn file_sha256(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(TrainError::io(path))?;
+    Ok(sha256_hex(&bytes))
+}
+
+/// Hex sha256 of bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_is_the_bert_uncased_vocabulary() {
+        let tok = load_tokenizer("").unwrap();
+        assert_eq!(tok.vocab_size(), 30522);
+        assert_eq!(tok.special().cls, 101);
+        assert_eq!(tok.special().sep, 102);
+        assert_eq!(tok.special().mask, 103);
+        assert_eq!(tok.special().pad, 0);
+    }
+
+    #[test]
+    fn a_missing_tokenizer_file_is_named() {
+        let err = load_tokenizer("/nonexistent/tok.json")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/tok.json"), "{err}");
+    }
+}
