@@ -24,6 +24,8 @@ pub const DEFAULT_PREFETCH: usize = 8;
 pub const DEFAULT_CHUNK_BYTES: usize = 256 << 10;
 /// Default `pad_to_multiple_of`.
 pub const DEFAULT_PAD_TO_MULTIPLE_OF: usize = 8;
+/// Default document window of the shard shuffle.
+pub const DEFAULT_SHUFFLE_WINDOW: usize = 4096;
 /// Smallest accepted `max_seq_len`.
 pub const MIN_SEQ_LEN: usize = 8;
 
@@ -112,6 +114,15 @@ pub struct DataConfig {
     pub pad_to_max_len: bool,
     /// Passes over the corpus; none repeats forever. Default: none.
     pub epochs: Option<u64>,
+    /// Shards only: permute the shard order every epoch and shuffle documents within a
+    /// window of `shuffle_window` documents, both from (seed, epoch). Raw files are always
+    /// read in order. Default: true.
+    pub shuffle: bool,
+    /// Shards only: documents held for shuffling. Default: 4096.
+    pub shuffle_window: usize,
+    /// Shards only: check each shard's sha256 against its manifest the first time it is
+    /// opened. Default: true.
+    pub verify_shards: bool,
 }
 
 impl Default for DataConfig {
@@ -137,6 +148,9 @@ impl Default for DataConfig {
             pad_to_multiple_of: DEFAULT_PAD_TO_MULTIPLE_OF,
             pad_to_max_len: false,
             epochs: None,
+            shuffle: true,
+            shuffle_window: DEFAULT_SHUFFLE_WINDOW,
+            verify_shards: true,
         }
     }
 }

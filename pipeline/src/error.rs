@@ -96,4 +96,24 @@ pub enum PipelineError {
     /// An Arrow array could not be built (a bug: the pipeline builds its own arrays).
     #[error("arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
+    /// A Parquet file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    /// A shard is truncated, corrupt, of another schema, or fails a check.
+    #[error("shard {}: {reason}", path.display())]
+    BadShard { path: PathBuf, reason: String },
+    /// A manifest does not parse or lists an unsafe path.
+    #[error("manifest {}: {reason}", path.display())]
+    BadManifest { path: PathBuf, reason: String },
+    /// A shard was made with another tokenizer than the run's.
+    #[error("shard {}: made with tokenizer sha256 {found}, but this run's tokenizer is {expected}", path.display())]
+    TokenizerMismatch {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
 }

@@ -48,9 +48,14 @@ pub mod error;
 pub mod loader;
 pub mod mask;
 pub mod pack;
+pub mod parallel;
+pub mod preprocess;
 pub mod rng;
+pub mod shard;
+pub mod shard_stream;
 pub mod source;
 pub mod tokenize;
+pub mod train_tokenizer;
 
 pub use batch::{Batch, BatchShape};
 pub use config::{BadRecordPolicy, DataConfig, MaskStrategy, SourceFormat};

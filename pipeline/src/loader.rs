@@ -16,7 +16,7 @@
 //! are concatenated in document order, so the batches are identical for any thread count
 //! and any `chunk_bytes`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,6 +30,7 @@ use crate::config::DataConfig;
 use crate::error::{PipelineError, Result};
 use crate::mask::{MaskOptions, MaskedExample, Masker};
 use crate::pack::{PackOptions, Packer};
+use crate::shard_stream::{is_manifest_path, ShardSet, ShardStream, ShardStreamOptions};
 use crate::source::{expand_files, BadRecordCounts, DocumentChunk, DocumentReader, SourceOptions};
 use crate::tokenize::TextTokenizer;
 
@@ -90,7 +91,16 @@ impl Stages {
     fn process(&self, chunk: &DocumentChunk, epoch: u64) -> Result<Vec<MaskedExample>> {
         #[cfg(test)]
         tests::fault::check(&chunk.batch);
-        let tokenized = self.tokenizer.tokenize(&chunk.batch)?;
+        let is_tokenized = chunk
+            .batch
+            .schema()
+            .column_with_name(electra_schemas::tokenized::INPUT_IDS)
+            .is_some();
+        let tokenized = if is_tokenized {
+            chunk.batch.clone()
+        } else {
+            self.tokenizer.tokenize(&chunk.batch)?
+        };
         let examples = self.packer.pack(&tokenized, self.seed, epoch)?;
         self.masker.mask_batch(&examples, self.seed, epoch)
     }
@@ -142,13 +152,34 @@ impl Loader {
     /// threads.
     pub fn new(config: &DataConfig, tokenizer: TextTokenizer, seed: u64) -> Result<Loader> {
         config.validate()?;
-        let files = expand_files(&config.files)?;
-        if files.is_empty() {
+        if config.files.is_empty() {
             return Err(PipelineError::InvalidConfig {
                 field: "files",
                 reason: "no input files given".into(),
             });
         }
+        let shard_entries = config.files.iter().filter(|f| is_manifest_path(f)).count();
+        let (corpus, files) = if shard_entries == 0 {
+            let files = expand_files(&config.files)?;
+            (Corpus::Files(files.clone()), files)
+        } else if shard_entries == config.files.len() {
+            let set = ShardSet::open(&config.files, tokenizer.sha256())?;
+            let files = set.shards.iter().map(|(p, _)| p.clone()).collect();
+            (Corpus::Shards(Box::new(set)), files)
+        } else {
+            return Err(PipelineError::InvalidConfig {
+                field: "files",
+                reason: "mixes shard manifests and raw corpus files; train from one or the other"
+                    .into(),
+            });
+        };
+        let stream_options = ShardStreamOptions {
+            shuffle: config.shuffle,
+            shuffle_window: config.shuffle_window,
+            verify: config.verify_shards,
+            vocab_size: u32::try_from(tokenizer.vocab_size()).unwrap_or(u32::MAX),
+            seed,
+        };
         let special = tokenizer.special();
         let stages = Arc::new(Stages {
             packer: Packer::new(PackOptions::from_config(config), special),
@@ -176,7 +207,8 @@ impl Loader {
 
         let mut threads = Vec::with_capacity(workers + 2);
         let reader = Reader {
-            files: files.clone(),
+            corpus,
+            stream_options,
             options: SourceOptions::from_config(config),
             epochs: config.epochs,
             stop: stop.clone(),
@@ -277,8 +309,17 @@ impl Drop for Loader {
     }
 }
 
+/// What the reader streams.
+enum Corpus {
+    /// Raw text or JSONL files, tokenized by the workers.
+    Files(Vec<PathBuf>),
+    /// Tokenized documents from Parquet shards.
+    Shards(Box<ShardSet>),
+}
+
 struct Reader {
-    files: Vec<PathBuf>,
+    corpus: Corpus,
+    stream_options: ShardStreamOptions,
     options: SourceOptions,
     epochs: Option<u64>,
     stop: Arc<AtomicBool>,
@@ -318,8 +359,21 @@ impl Reader {
     /// stopped; `Err`: a read error, to be reported as chunk `*seq`.
     fn read_all(&self, seq: &mut u64) -> Result<Option<u64>> {
         let mut epoch = 0u64;
+        let mut verified = HashSet::new();
         while self.epochs.is_none_or(|n| epoch < n) {
-            let mut reader = DocumentReader::new(self.files.clone(), self.options.clone())?;
+            let mut documents_this_epoch = 0u64;
+            let mut reader: Box<dyn Iterator<Item = Result<DocumentChunk>> + '_> =
+                match &self.corpus {
+                    Corpus::Files(files) => {
+                        Box::new(DocumentReader::new(files.clone(), self.options.clone())?)
+                    }
+                    Corpus::Shards(set) => Box::new(ShardStream::new(
+                        set,
+                        self.stream_options.clone(),
+                        epoch,
+                        &mut verified,
+                    )),
+                };
             for chunk in reader.by_ref() {
                 let chunk = chunk?;
                 if self.stop.load(Ordering::Relaxed) || self.slots.recv().is_err() {
@@ -335,14 +389,19 @@ impl Reader {
                     return Ok(None);
                 }
                 *seq += 1;
+                documents_this_epoch += documents;
                 self.counters
                     .documents
                     .fetch_add(documents, Ordering::Relaxed);
                 self.counters.chunks.fetch_add(1, Ordering::Relaxed);
             }
-            if reader.documents_read() == 0 {
+            drop(reader);
+            if documents_this_epoch == 0 {
                 return Err(PipelineError::EmptyCorpus {
-                    files: self.files.clone(),
+                    files: match &self.corpus {
+                        Corpus::Files(files) => files.clone(),
+                        Corpus::Shards(set) => set.shards.iter().map(|(p, _)| p.clone()).collect(),
+                    },
                 });
             }
             epoch += 1;

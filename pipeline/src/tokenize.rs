@@ -41,6 +41,7 @@ pub struct TextTokenizer {
     inner: Arc<tokenizers::Tokenizer>,
     path: PathBuf,
     special: SpecialTokens,
+    sha256: String,
 }
 
 impl std::fmt::Debug for TextTokenizer {
@@ -66,11 +67,17 @@ impl TextTokenizer {
     /// Loads a `tokenizer.json` and finds its special tokens.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let inner =
-            tokenizers::Tokenizer::from_file(&path).map_err(|source| PipelineError::Tokenizer {
+        let bytes = std::fs::read(&path).map_err(|source| PipelineError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|source| {
+            PipelineError::Tokenizer {
                 path: path.clone(),
                 source,
-            })?;
+            }
+        })?;
+        let sha256 = crate::shard::bytes_sha256(&bytes);
         let special = SpecialTokens {
             cls: find_token(&inner, &["[CLS]", "<s>"])?,
             sep: find_token(&inner, &["[SEP]", "</s>"])?,
@@ -81,7 +88,13 @@ impl TextTokenizer {
             inner: Arc::new(inner),
             path,
             special,
+            sha256,
         })
+    }
+
+    /// Hex sha256 of the `tokenizer.json` bytes: how shards and checkpoints name it.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
     }
 
     /// The special token ids.

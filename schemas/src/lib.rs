@@ -173,6 +173,66 @@ pub mod examples {
     }
 }
 
+/// The manifest of a folder of Parquet shards (`manifest.json`).
+///
+/// It is written last, atomically, after every shard it lists is complete and fsynced: a
+/// shard that is not in the manifest does not exist.
+pub mod manifest {
+    use serde::{Deserialize, Serialize};
+
+    /// File name of a manifest inside its shard folder.
+    pub const FILE_NAME: &str = "manifest.json";
+
+    /// The shard folder's table of contents.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Manifest {
+        /// [`crate::SCHEMA_VERSION`] of every shard.
+        pub schema_version: u32,
+        /// Hex sha256 of the `tokenizer.json` that produced every shard.
+        pub tokenizer_sha256: String,
+        /// Version of the tool that wrote it.
+        pub tool_version: String,
+        /// The complete input file list of the preprocessing job, in order; a document's
+        /// `source` column indexes this list.
+        pub source_files: Vec<String>,
+        /// Shards in stream order.
+        pub shards: Vec<ShardEntry>,
+        /// True once the job that wrote it finished; a partial manifest (a job still
+        /// running or interrupted) lists only the shards completed so far.
+        #[serde(default)]
+        pub complete: bool,
+    }
+
+    /// One shard.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ShardEntry {
+        /// Path relative to the manifest's folder (never absolute, never `..`).
+        pub path: String,
+        /// Documents (rows).
+        pub rows: u64,
+        /// Tokens over all rows.
+        pub tokens: u64,
+        /// File size in bytes.
+        pub bytes: u64,
+        /// Hex sha256 of the file.
+        pub sha256: String,
+    }
+
+    impl Manifest {
+        /// Total rows over all shards.
+        pub fn rows(&self) -> u64 {
+            self.shards.iter().map(|s| s.rows).sum()
+        }
+
+        /// Total tokens over all shards.
+        pub fn tokens(&self) -> u64 {
+            self.shards.iter().map(|s| s.tokens).sum()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

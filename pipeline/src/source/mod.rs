@@ -396,6 +396,8 @@ impl ChunkBuilder {
 /// iterator ends.
 pub struct DocumentReader {
     files: Vec<PathBuf>,
+    /// Source index of each file (its position in the job's whole file list).
+    indices: Vec<u32>,
     options: SourceOptions,
     next_file: usize,
     current: Option<OpenFile>,
@@ -409,8 +411,31 @@ pub struct DocumentReader {
 impl DocumentReader {
     /// A reader over `files` (source index = position in the list).
     pub fn new(files: Vec<PathBuf>, options: SourceOptions) -> Result<Self> {
+        let indices = (0..files.len())
+            .map(|i| {
+                u32::try_from(i).map_err(|_| PipelineError::InvalidConfig {
+                    field: "files",
+                    reason: "more than 2^32 files".into(),
+                })
+            })
+            .collect::<Result<Vec<u32>>>()?;
+        Self::with_source_indices(
+            files
+                .into_iter()
+                .zip(indices)
+                .map(|(f, i)| (i, f))
+                .collect(),
+            options,
+        )
+    }
+
+    /// A reader over `(source index, file)` pairs: a part of a larger file list keeps the
+    /// document ids the whole list would give.
+    pub fn with_source_indices(files: Vec<(u32, PathBuf)>, options: SourceOptions) -> Result<Self> {
+        let (indices, files) = files.into_iter().unzip();
         Ok(Self {
             files,
+            indices,
             options,
             next_file: 0,
             current: None,
@@ -462,10 +487,7 @@ impl DocumentReader {
             _ => Parser::Text(text::TextParser::default()),
         };
         Ok(OpenFile {
-            index: u32::try_from(index).map_err(|_| PipelineError::InvalidConfig {
-                field: "files",
-                reason: "more than 2^32 files".into(),
-            })?,
+            index: self.indices[index],
             path,
             lines: LineReader {
                 inner: reader,
