@@ -786,5 +786,8 @@ fn the_discriminator_learns_to_spot_out_of_distribution_replacements() {
     let acc: f64 = accs.iter().map(|a| a.0).sum::<f64>() / accs.len() as f64;
     let baseline: f64 = accs.iter().map(|a| a.1).sum::<f64>() / accs.len() as f64;
     println!("discriminator accuracy {acc:.4} vs always-original {baseline:.4}");
-    assert!(acc > baseline + 0.05, "accuracy {acc} vs baseline {baseline}");
+    assert!(
+        acc > baseline + 0.05,
+        "accuracy {acc} vs baseline {baseline}"
+    );
 }
