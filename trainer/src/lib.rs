@@ -20,6 +20,7 @@
 
 pub mod config;
 pub mod error;
+pub mod inspect;
 pub mod metrics;
 pub mod optim;
 pub mod schedule;

@@ -1,12 +1,24 @@
 //! `electra`: pre-train text encoders with ELECTRA.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
-use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use electra_model::hf::export_hf;
+use electra_model::hf_import::HfGenerator;
+use electra_model::Electra;
+use electra_pipeline::preprocess::{merge_manifests, preprocess, PreprocessOptions, Progress};
+use electra_pipeline::source::SourceOptions;
+use electra_pipeline::train_tokenizer::{train_tokenizer, TokenizerModel, TokenizerTrainOptions};
+use electra_pipeline::{expand_files, DataConfig, DocumentReader, SourceFormat};
 use electra_trainer::config::RunConfig;
+use electra_trainer::inspect::{inspect, InspectOptions};
+use electra_trainer::tokenizer::load_tokenizer;
 use electra_trainer::train::{pretrain, DeviceChoice, PretrainOptions, RunSummary};
+use indicatif::{ProgressBar, ProgressStyle};
 use tracing_subscriber::EnvFilter;
 
 /// Pre-train text encoders with ELECTRA: a streaming Rust data pipeline and a libtorch
@@ -20,8 +32,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Pre-train a generator + discriminator from a corpus.
+    /// Pre-train a generator + discriminator from a corpus or from shards.
     Pretrain(PretrainArgs),
+    /// Tokenize a corpus once into zstd Parquet shards and a manifest.
+    Preprocess(PreprocessArgs),
+    /// Join the manifests of a preprocessing job's parts into one.
+    MergeManifests(MergeArgs),
+    /// Describe a shard, a manifest or a shard folder.
+    Inspect(InspectArgs),
+    /// Train a tokenizer (WordPiece by default) on a corpus.
+    TrainTokenizer(TrainTokenizerArgs),
+    /// Write Hugging Face folders (discriminator/, generator/) from a run's weights.
+    ExportHf(ExportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -32,7 +54,7 @@ struct PretrainArgs {
     /// Override a config value: `section.key=value` (repeatable).
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     overrides: Vec<String>,
-    /// Corpus files or globs; replaces the config's `data.files` (repeatable).
+    /// Corpus files, globs, shard manifests or shard folders; replaces `data.files`.
     #[arg(long, value_name = "PATH_OR_GLOB")]
     data: Vec<String>,
     /// A `tokenizer.json`; replaces the config's `data.tokenizer`.
@@ -50,9 +72,112 @@ struct PretrainArgs {
     /// Data loader worker threads (default: the config's data.threads, 0 = all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Start from Hugging Face weights (a folder with discriminator/ and generator/, or a
+    /// discriminator folder alone).
+    #[arg(long, value_name = "DIR")]
+    init_from_hf: Option<PathBuf>,
     /// Never draw a progress bar, even on a terminal.
     #[arg(long)]
     no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+struct PreprocessArgs {
+    /// A run config; its [data] section says how to read (format, text_field,
+    /// on_bad_record, max_doc_bytes) and which tokenizer to use.
+    #[arg(long)]
+    config: PathBuf,
+    /// Input files or globs (the whole job's list: every part passes the same).
+    #[arg(long, required = true, num_args = 1.., value_name = "PATH_OR_GLOB")]
+    input: Vec<String>,
+    /// Output folder for shards and the manifest.
+    #[arg(long)]
+    out: PathBuf,
+    /// A `tokenizer.json`; replaces the config's.
+    #[arg(long)]
+    tokenizer: Option<String>,
+    /// This machine's part of the job (0-based).
+    #[arg(long, default_value_t = 0)]
+    shard_index: usize,
+    /// How many parts the job is split into (one per machine).
+    #[arg(long, default_value_t = 1)]
+    num_shards: usize,
+    /// Documents per Parquet shard.
+    #[arg(long, default_value_t = electra_pipeline::shard::DEFAULT_ROWS_PER_SHARD)]
+    rows_per_shard: u64,
+    /// Tokenizer threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// zstd level of the shards.
+    #[arg(long, default_value_t = electra_pipeline::shard::DEFAULT_ZSTD_LEVEL)]
+    zstd_level: i32,
+}
+
+#[derive(Debug, Args)]
+struct MergeArgs {
+    /// Folders (all their manifest-*.json parts) or manifest files.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// The merged manifest (default: FIRST_INPUT_FOLDER/manifest.json).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// A .parquet shard, a manifest .json, or a folder holding manifest.json.
+    path: PathBuf,
+    /// Tokenizer to decode sample documents with (default: the embedded bert-base-uncased).
+    #[arg(long)]
+    tokenizer: Option<String>,
+    /// Shards read for the length histogram.
+    #[arg(long, default_value_t = 8)]
+    max_shards: usize,
+    /// Documents decoded back to text.
+    #[arg(long, default_value_t = 3)]
+    samples: usize,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ModelKind {
+    Wordpiece,
+    Bpe,
+    Unigram,
+}
+
+#[derive(Debug, Args)]
+struct TrainTokenizerArgs {
+    /// Corpus files or globs (plain text or JSONL, zstd or not).
+    #[arg(long, required = true, num_args = 1.., value_name = "PATH_OR_GLOB")]
+    input: Vec<String>,
+    /// Vocabulary size, special tokens included.
+    #[arg(long)]
+    vocab_size: usize,
+    /// Subword model.
+    #[arg(long, value_enum, default_value_t = ModelKind::Wordpiece)]
+    model: ModelKind,
+    /// Lower-case and strip accents (as bert-base-uncased).
+    #[arg(long)]
+    lowercase: bool,
+    /// Minimum frequency of a piece (WordPiece, BPE).
+    #[arg(long, default_value_t = 2)]
+    min_frequency: u64,
+    /// JSONL field holding the text.
+    #[arg(long, default_value = "text")]
+    text_field: String,
+    /// Output tokenizer.json.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// A run's weights: RUN_DIR/final (or RUN_DIR), as `pretrain` writes them.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Output folder: discriminator/ and generator/ are written inside.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -65,6 +190,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Pretrain(args) => run_pretrain(args),
+        Command::Preprocess(args) => run_preprocess(args),
+        Command::MergeManifests(args) => run_merge(args),
+        Command::Inspect(args) => run_inspect(args),
+        Command::TrainTokenizer(args) => run_train_tokenizer(args),
+        Command::ExportHf(args) => run_export(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -105,9 +235,244 @@ fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             run_dir: run_dir.clone(),
             device: args.device,
             progress: !args.no_progress,
+            init_from_hf: args.init_from_hf,
         },
     )?;
     print_summary(&summary, &run_dir);
+    Ok(())
+}
+
+fn spinner(template: &str) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+fn run_preprocess(args: PreprocessArgs) -> anyhow::Result<()> {
+    let config = RunConfig::load(&args.config, &[])
+        .with_context(|| format!("loading {}", args.config.display()))?;
+    let data: &DataConfig = &config.data;
+    let tokenizer = load_tokenizer(args.tokenizer.as_deref().unwrap_or(&data.tokenizer))?;
+    let files = expand_files(&args.input)?;
+    let threads = if args.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        args.threads
+    };
+    let options = PreprocessOptions {
+        files,
+        part_index: args.shard_index,
+        num_parts: args.num_shards,
+        out_dir: args.out.clone(),
+        rows_per_shard: args.rows_per_shard,
+        threads,
+        source: SourceOptions::from_config(data),
+        tool_version: format!("electra {}", env!("CARGO_PKG_VERSION")),
+        zstd_level: args.zstd_level,
+    };
+    let bar = spinner("{spinner} {elapsed_precise} {msg}");
+    let started = Instant::now();
+    let mut last_log = Instant::now();
+    let report = preprocess(&options, &tokenizer, |p: Progress| {
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        let msg = format!(
+            "{} documents, {} tokens ({:.0} tokens/s), {} shards",
+            p.documents,
+            p.tokens,
+            p.tokens as f64 / secs,
+            p.shards
+        );
+        match &bar {
+            Some(bar) => bar.set_message(msg),
+            None if last_log.elapsed().as_secs() >= 10 => {
+                last_log = Instant::now();
+                tracing::info!("{msg}");
+            }
+            None => {}
+        }
+    })?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    println!("  {:<22} {}", "manifest", report.manifest.display());
+    println!("  {:<22} {}", "input files", report.files);
+    println!(
+        "  {:<22} {:.1}",
+        "input MB (compressed)",
+        report.input_bytes as f64 / 1e6
+    );
+    println!(
+        "  {:<22} {} kept, {} written",
+        "shards", report.shards_kept, report.shards_written
+    );
+    println!("  {:<22} {}", "documents", report.rows);
+    println!("  {:<22} {}", "tokens", report.tokens);
+    println!(
+        "  {:<22} {:.1}",
+        "shard MB",
+        report.shard_bytes as f64 / 1e6
+    );
+    println!("  {:<22} {:.1}", "seconds", report.seconds);
+    println!(
+        "  {:<22} {:.0}",
+        "tokens/s",
+        report.tokens as f64 / report.seconds.max(1e-9)
+    );
+    println!(
+        "  {:<22} {}",
+        "bad records skipped",
+        report.bad_records.total()
+    );
+    Ok(())
+}
+
+fn run_merge(args: MergeArgs) -> anyhow::Result<()> {
+    let out = match args.out {
+        Some(out) => out,
+        None => {
+            let first = &args.inputs[0];
+            let dir = if first.is_dir() {
+                first.clone()
+            } else {
+                first.parent().map(PathBuf::from).unwrap_or_default()
+            };
+            dir.join(electra_schemas::manifest::FILE_NAME)
+        }
+    };
+    let merged = merge_manifests(&args.inputs, &out)?;
+    println!(
+        "{}: {} shards, {} documents, {} tokens",
+        out.display(),
+        merged.shards.len(),
+        merged.rows(),
+        merged.tokens()
+    );
+    Ok(())
+}
+
+fn run_inspect(args: InspectArgs) -> anyhow::Result<()> {
+    let tokenizer = load_tokenizer(args.tokenizer.as_deref().unwrap_or(""))?;
+    let text = inspect(
+        &args.path,
+        Some(&tokenizer),
+        &InspectOptions {
+            max_shards: args.max_shards,
+            samples: args.samples,
+            ..InspectOptions::default()
+        },
+    )?;
+    print!("{text}");
+    Ok(())
+}
+
+fn run_train_tokenizer(args: TrainTokenizerArgs) -> anyhow::Result<()> {
+    let files = expand_files(&args.input)?;
+    let source = SourceOptions {
+        format: SourceFormat::Auto,
+        text_field: args.text_field.clone(),
+        ..SourceOptions::default()
+    };
+    let reader = DocumentReader::new(files, source)?;
+    let mut read_error = None;
+    let sentences = SentenceIter {
+        reader,
+        pending: Vec::new().into_iter(),
+        error: &mut read_error,
+    };
+    let model = match args.model {
+        ModelKind::Wordpiece => TokenizerModel::WordPiece,
+        ModelKind::Bpe => TokenizerModel::Bpe,
+        ModelKind::Unigram => TokenizerModel::Unigram,
+    };
+    let started = Instant::now();
+    let tokenizer = train_tokenizer(
+        sentences,
+        &TokenizerTrainOptions {
+            model,
+            vocab_size: args.vocab_size,
+            lowercase: args.lowercase,
+            min_frequency: args.min_frequency,
+            show_progress: std::io::stderr().is_terminal(),
+        },
+    )?;
+    if let Some(e) = read_error {
+        bail!(e);
+    }
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    tokenizer
+        .save(&args.out, true)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", args.out.display()))?;
+    println!(
+        "{}: {:?}, {} tokens, trained in {:.1} s",
+        args.out.display(),
+        model,
+        tokenizer.get_vocab_size(true),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Sentences of a document stream, as owned strings; a read error stops the stream and is
+/// kept for the caller.
+struct SentenceIter<'a> {
+    reader: DocumentReader,
+    pending: std::vec::IntoIter<String>,
+    error: &'a mut Option<electra_pipeline::PipelineError>,
+}
+
+impl Iterator for SentenceIter<'_> {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        loop {
+            if let Some(s) = self.pending.next() {
+                return Some(s);
+            }
+            match self.reader.next()? {
+                Ok(chunk) => {
+                    self.pending = electra_pipeline::source::sentences(&chunk.batch).into_iter()
+                }
+                Err(e) => {
+                    *self.error = Some(e);
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+fn run_export(args: ExportArgs) -> anyhow::Result<()> {
+    let root = if args.checkpoint.join("final").is_dir() {
+        args.checkpoint.join("final")
+    } else {
+        args.checkpoint.clone()
+    };
+    let generator = root.join("generator");
+    if !root.join("model.safetensors").is_file() || !generator.is_dir() {
+        bail!(
+            "{}: expected model.safetensors and generator/ (a run's final/ folder)",
+            root.display()
+        );
+    }
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let model = Electra::from_hf(&vs.root(), &root, HfGenerator::Folder(&generator))?;
+    let tokenizer = root.join("tokenizer.json");
+    export_hf(
+        &model,
+        &args.out,
+        tokenizer.is_file().then_some(tokenizer.as_path()),
+    )?;
+    println!(
+        "{}: discriminator/ (ElectraForPreTraining) and generator/ (ElectraForMaskedLM)",
+        args.out.display()
+    );
     Ok(())
 }
 
@@ -145,9 +510,5 @@ fn print_summary(s: &RunSummary, run_dir: &std::path::Path) {
         }
     }
     println!("  {:<22} {}", "bad records skipped", s.bad_records.total());
-    println!(
-        "  {:<22} {}",
-        "weights",
-        s.final_dir.join("model.safetensors").display()
-    );
+    println!("  {:<22} {}", "weights", s.final_dir.display());
 }

@@ -3,11 +3,12 @@
 //! metrics are appended every `log_every` steps, and the final weights are written with
 //! Hugging Face names.
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use electra_model::hf::{self, HfTokenizerFiles};
+use electra_model::hf_import::HfGenerator;
 use electra_model::safetensors;
 use electra_model::{Electra, ElectraConfig, ElectraInput, ElectraOptions, ElectraStats};
 use electra_pipeline::{BadRecordCounts, Batch, Loader, TextTokenizer};
@@ -55,6 +56,11 @@ pub struct PretrainOptions {
     pub device: DeviceChoice,
     /// Show a progress bar (default: when stderr is a terminal).
     pub progress: bool,
+    /// Start from a Hugging Face ELECTRA folder: `DIR/discriminator` + `DIR/generator`
+    /// (as `export-hf` writes and Google publishes), or a discriminator folder alone (a
+    /// fresh generator of `model.generator_fraction` is built). The model sizes come from
+    /// its `config.json`, not from `[model]`.
+    pub init_from_hf: Option<PathBuf>,
 }
 
 /// What a finished run reports.
@@ -91,6 +97,49 @@ pub fn model_configs(
     );
     let gen = disc.generator(config.model.generator_fraction);
     (disc, gen)
+}
+
+/// Builds the model from a Hugging Face folder (see [`PretrainOptions::init_from_hf`]).
+fn init_from_hf(
+    vs: &nn::VarStore,
+    dir: &Path,
+    config: &RunConfig,
+    vocab_size: i64,
+) -> Result<Electra> {
+    let (disc_dir, gen_dir) = if dir.join(hf::HF_DISCRIMINATOR_DIR).is_dir() {
+        (
+            dir.join(hf::HF_DISCRIMINATOR_DIR),
+            Some(dir.join(hf::HF_GENERATOR_DIR)).filter(|g| g.is_dir()),
+        )
+    } else {
+        (
+            dir.to_path_buf(),
+            Some(dir.join("generator")).filter(|g| g.is_dir()),
+        )
+    };
+    let generator = match &gen_dir {
+        Some(g) => HfGenerator::Folder(g),
+        None => HfGenerator::Fresh {
+            width_fraction: config.model.generator_fraction,
+        },
+    };
+    let model = Electra::from_hf(&vs.root(), &disc_dir, generator)?;
+    let found = model.discriminator_config().vocab_size;
+    if found != vocab_size {
+        return Err(TrainError::InvalidConfig {
+            field: "--init-from-hf".into(),
+            reason: format!(
+                "{} has a vocabulary of {found}, the run's tokenizer {vocab_size}; use the tokenizer the model was trained with",
+                disc_dir.display()
+            ),
+        });
+    }
+    tracing::info!(
+        discriminator = %disc_dir.display(),
+        generator = %gen_dir.as_ref().map_or("fresh".to_string(), |g| g.display().to_string()),
+        "initialised from Hugging Face weights"
+    );
+    Ok(model)
 }
 
 /// Derives the per-step libtorch seed, so dropout and Gumbel noise depend only on
@@ -174,7 +223,10 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
     let t = &config.train;
     tch::manual_seed(step_seed(t.seed, u64::MAX));
     let vs = nn::VarStore::new(device);
-    let model = Electra::new(&vs.root(), &disc_cfg, &gen_cfg)?;
+    let model = match &options.init_from_hf {
+        None => Electra::new(&vs.root(), &disc_cfg, &gen_cfg)?,
+        Some(dir) => init_from_hf(&vs, dir, config, disc_cfg.vocab_size)?,
+    };
     let params: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     let mut optimizer = AdamW::new(
         params,
@@ -205,6 +257,7 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
         device = ?device,
         steps,
         discriminator_params = count_params(&vs, "discriminator."),
+        discriminator_hidden = model.discriminator_config().hidden_size,
         generator_params = count_params(&vs, "generator."),
         "pre-training"
     );
@@ -289,7 +342,7 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
     drop(loader);
 
     let final_dir = run_dir.join("final");
-    save_final(&final_dir, &model, &disc_cfg, &gen_cfg, config)?;
+    save_final(&final_dir, &model, &run_dir.join("tokenizer.json"))?;
     Ok(RunSummary {
         steps,
         tokens: tokens_total,
@@ -384,37 +437,27 @@ fn report(bar: &Option<ProgressBar>, row: &MetricsRow) {
     }
 }
 
-/// Writes `final/model.safetensors` (the discriminator, Hugging Face `ElectraForPreTraining`
-/// names), `final/generator.safetensors` (`ElectraForMaskedLM` names), and both
-/// `config.json`s.
-fn save_final(
-    dir: &Path,
-    model: &Electra,
-    disc: &ElectraConfig,
-    gen: &ElectraConfig,
-    config: &RunConfig,
-) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
-    let meta = BTreeMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::save(
-        &dir.join("model.safetensors"),
+/// Writes the final weights as Hugging Face folders: `final/` is the discriminator
+/// (`ElectraForPreTraining`: `model.safetensors`, `config.json`, tokenizer files) and
+/// `final/generator/` the generator (`ElectraForMaskedLM`), so `transformers` loads either.
+pub fn save_final(dir: &Path, model: &Electra, tokenizer_json: &Path) -> Result<()> {
+    let tokenizer = HfTokenizerFiles::read(tokenizer_json)?;
+    let max_len = model.discriminator_config().max_position_embeddings;
+    hf::save_hf_model(
+        dir,
+        model.discriminator_config(),
+        hf::HF_DISCRIMINATOR_ARCHITECTURE,
         &model.hf_discriminator_tensors(),
-        &meta,
     )?;
-    safetensors::save(
-        &dir.join("generator.safetensors"),
+    tokenizer.write(dir, max_len)?;
+    let generator = dir.join("generator");
+    hf::save_hf_model(
+        &generator,
+        model.generator_config(),
+        hf::HF_GENERATOR_ARCHITECTURE,
         &model.hf_generator_tensors(),
-        &meta,
     )?;
-    for (name, cfg, arch) in [
-        ("config.json", disc, "ElectraForPreTraining"),
-        ("generator_config.json", gen, "ElectraForMaskedLM"),
-    ] {
-        let json = electra_model::hf_config::config_json(cfg, arch);
-        let text = serde_json::to_string_pretty(&json).unwrap_or_default();
-        safetensors::write_atomic(&dir.join(name), text.as_bytes())?;
-    }
-    let _ = config;
+    tokenizer.write(&generator, max_len)?;
     Ok(())
 }
 

@@ -617,6 +617,30 @@ impl Iterator for DocumentReader {
     }
 }
 
+/// Every sentence of a documents batch, in order, as owned strings (for tokenizer
+/// training and other consumers that want plain text).
+pub fn sentences(batch: &RecordBatch) -> Vec<String> {
+    let Some(list) = batch
+        .column_by_name(documents::SENTENCES)
+        .and_then(|c| c.as_any().downcast_ref::<arrow_array::ListArray>())
+    else {
+        return Vec::new();
+    };
+    let Some(values) = list
+        .values()
+        .as_any()
+        .downcast_ref::<arrow_array::StringArray>()
+    else {
+        return Vec::new();
+    };
+    let offsets = list.value_offsets();
+    let (start, end) = match (offsets.first(), offsets.last()) {
+        (Some(&a), Some(&b)) => (a as usize, b as usize),
+        _ => return Vec::new(),
+    };
+    (start..end).map(|i| values.value(i).to_string()).collect()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
