@@ -47,7 +47,7 @@ def check(folder):
         if len(data) != entry["bytes"]:
             fail(f"{path}: {len(data)} bytes, manifest says {entry['bytes']}")
         pf = pq.ParquetFile(path)
-        meta = pf.schema_arrow.metadata or {}
+        meta = pf.metadata.metadata or {}
         for key in METADATA_KEYS:
             if key not in meta:
                 fail(f"{path}: metadata lacks {key!r}")

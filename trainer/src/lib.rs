@@ -13,6 +13,7 @@
 //!     run_dir: "runs/example".into(),
 //!     device: DeviceChoice::Cpu,
 //!     progress: false,
+//!     init_from_hf: None,
 //! })?;
 //! println!("{} tokens/s", summary.tokens_per_sec);
 //! # Ok::<(), electra_trainer::error::TrainError>(())

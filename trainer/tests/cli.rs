@@ -1,0 +1,262 @@
+//! The `electra` binary end to end: preprocessing read back by pyarrow, parts and merge,
+//! inspect, tokenizer training used by the pipeline, Hugging Face folders loaded by
+//! `transformers`, and config errors.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn electra(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_electra"))
+        .args(args)
+        .current_dir(repo())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The project's Python (installed by `make test`), else `python3` on PATH.
+fn python() -> PathBuf {
+    let venv = repo().join(".venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn preprocessed_shards_are_read_by_pyarrow_and_inspect() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("shards");
+    let report = ok(&electra(&[
+        "preprocess",
+        "--config",
+        "configs/tiny.toml",
+        "--input",
+        "data/corpus/moby_dick.txt.zst",
+        "data/corpus/sotu.jsonl.zst",
+        "--out",
+        s(&out),
+        "--rows-per-shard",
+        "50",
+        "--threads",
+        "2",
+    ]));
+    assert!(report.contains("documents              368"), "{report}");
+
+    // pyarrow, as a Python user would read them: schema, metadata, counts, sha256.
+    let check = Command::new(python())
+        .arg(repo().join("tests/python/check_shards.py"))
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "pyarrow check failed:\n{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let lines = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(
+        lines.lines().filter(|l| l.starts_with("ok ")).count(),
+        8,
+        "{lines}"
+    );
+
+    let text = ok(&electra(&["inspect", s(&out), "--samples", "1"]));
+    for needle in [
+        "complete        true",
+        "rows            368",
+        "input_ids",
+        "document lengths",
+        "call me ishmael",
+    ] {
+        assert!(
+            text.contains(needle),
+            "inspect output lacks {needle:?}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn two_parts_merge_into_the_single_part_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let parts = dir.path().join("parts");
+    for i in ["0", "1"] {
+        ok(&electra(&[
+            "preprocess",
+            "--config",
+            "configs/tiny.toml",
+            "--input",
+            "data/corpus/*.zst",
+            "--out",
+            s(&parts),
+            "--shard-index",
+            i,
+            "--num-shards",
+            "2",
+        ]));
+    }
+    let merged = ok(&electra(&["merge-manifests", s(&parts)]));
+    assert!(merged.contains("434 documents"), "{merged}");
+    let inspect = ok(&electra(&[
+        "inspect",
+        s(&parts.join("manifest.json")),
+        "--max-shards",
+        "1",
+    ]));
+    assert!(inspect.contains("source files    3"), "{inspect}");
+}
+
+#[test]
+fn a_trained_tokenizer_drives_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let tok = dir.path().join("tok/tokenizer.json");
+    let out = ok(&electra(&[
+        "train-tokenizer",
+        "--input",
+        "data/corpus/moby_dick.txt.zst",
+        "--vocab-size",
+        "3000",
+        "--lowercase",
+        "--out",
+        s(&tok),
+    ]));
+    assert!(out.contains("3000 tokens"), "{out}");
+    let tokenizer = electra_pipeline::TextTokenizer::from_file(&tok).unwrap();
+    let special = tokenizer.special();
+    assert_eq!(
+        (special.pad, special.cls, special.sep, special.mask),
+        (0, 2, 3, 4)
+    );
+    let config = electra_pipeline::DataConfig {
+        files: vec![repo()
+            .join("data/corpus/moby_dick.txt.zst")
+            .display()
+            .to_string()],
+        batch_size: 8,
+        threads: 2,
+        ..electra_pipeline::DataConfig::default()
+    };
+    let batch = electra_pipeline::Loader::new(&config, tokenizer, 1)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(batch.input_ids[0], 2, "[CLS] of the trained vocabulary");
+    assert!(batch.input_ids.iter().all(|&id| (0..3000).contains(&id)));
+    let unk = batch.input_ids.iter().filter(|&&id| id == 1).count();
+    assert!(
+        unk * 100 < batch.real_tokens,
+        "{unk} [UNK] in {} tokens",
+        batch.real_tokens
+    );
+}
+
+#[test]
+fn a_run_folder_loads_in_transformers_and_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    ok(&electra(&[
+        "pretrain",
+        "--config",
+        "configs/tiny.toml",
+        "--data",
+        "data/corpus/moby_dick.txt.zst",
+        "--run-dir",
+        s(&run),
+        "--max-steps",
+        "2",
+        "--device",
+        "cpu",
+        "--set",
+        "train.log_every=1",
+    ]));
+    let export = dir.path().join("hf");
+    ok(&electra(&[
+        "export-hf",
+        "--checkpoint",
+        s(&run),
+        "--out",
+        s(&export),
+    ]));
+    let script = r#"
+import sys, torch
+from transformers import ElectraForPreTraining, ElectraForMaskedLM, AutoTokenizer
+for path, cls in [(sys.argv[1], ElectraForPreTraining), (sys.argv[2], ElectraForMaskedLM), (sys.argv[3], ElectraForPreTraining)]:
+    model, info = cls.from_pretrained(path, output_loading_info=True)
+    bad = [k for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if info[k]]
+    assert not bad, (path, info)
+tok = AutoTokenizer.from_pretrained(sys.argv[1])
+ids = tok("call me ishmael", return_tensors="pt")
+print("ok", ElectraForPreTraining.from_pretrained(sys.argv[1])(**ids).logits.shape)
+"#;
+    let final_dir = run.join("final");
+    let out = Command::new(python())
+        .args(["-c", script])
+        .arg(&final_dir)
+        .arg(final_dir.join("generator"))
+        .arg(export.join("discriminator"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "transformers could not load the run's weights:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The exported discriminator is byte-identical to the run's.
+    assert_eq!(
+        std::fs::read(final_dir.join("model.safetensors")).unwrap(),
+        std::fs::read(export.join("discriminator/model.safetensors")).unwrap()
+    );
+}
+
+#[test]
+fn config_errors_name_the_key_and_exit_non_zero() {
+    let out = electra(&[
+        "pretrain",
+        "--config",
+        "configs/tiny.toml",
+        "--set",
+        "model.hiden_size=3",
+        "--max-steps",
+        "1",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("hiden_size"), "{err}");
+    let out = electra(&[
+        "pretrain",
+        "--config",
+        "configs/tiny.toml",
+        "--data",
+        "/nonexistent/*.txt",
+        "--max-steps",
+        "1",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/*.txt"), "{err}");
+}
