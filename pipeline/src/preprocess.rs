@@ -60,6 +60,9 @@ pub struct PreprocessReport {
     pub files: usize,
     /// Compressed bytes of those files.
     pub input_bytes: u64,
+    /// UTF-8 bytes of sentence text tokenized by this run (the raw text, without line
+    /// breaks).
+    pub text_bytes: u64,
     /// Shards verified and kept from an earlier run.
     pub shards_kept: usize,
     /// Shards written by this run.
@@ -199,9 +202,13 @@ pub fn preprocess(
             chunks,
             options.threads,
             "electra-preprocess",
-            |chunk: DocumentChunk| Ok((tokenizer.tokenize(&chunk.batch)?, chunk.bad_records)),
-            |(tokenized, bad)| {
+            |chunk: DocumentChunk| {
+                let text = text_bytes(&chunk.batch);
+                Ok((tokenizer.tokenize(&chunk.batch)?, chunk.bad_records, text))
+            },
+            |(tokenized, bad, text)| {
                 report.bad_records.add(&bad);
+                report.text_bytes += text;
                 done.documents += tokenized.num_rows() as u64;
                 done.tokens += crate::shard::token_count(&tokenized);
                 for entry in writer.write(&tokenized)? {
@@ -232,6 +239,26 @@ pub fn preprocess(
     report.shard_bytes = manifest.shards.iter().map(|s| s.bytes).sum();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Bytes of sentence text in a documents batch.
+fn text_bytes(batch: &arrow_array::RecordBatch) -> u64 {
+    use arrow_array::Array;
+    batch
+        .column_by_name(electra_schemas::documents::SENTENCES)
+        .and_then(|c| c.as_any().downcast_ref::<arrow_array::ListArray>())
+        .and_then(|l| {
+            let values = l
+                .values()
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()?;
+            let offsets = values.value_offsets();
+            let (first, last) = (l.value_offsets().first()?, l.value_offsets().last()?);
+            let a = *offsets.get(*first as usize)?;
+            let b = *offsets.get(*last as usize)?;
+            Some((b - a) as u64)
+        })
+        .unwrap_or(0)
 }
 
 /// Reads an existing manifest of this part and returns its longest prefix of shards that

@@ -19,6 +19,7 @@
 //! # Ok::<(), electra_trainer::error::TrainError>(())
 //! ```
 
+pub mod bench;
 pub mod config;
 pub mod error;
 pub mod inspect;

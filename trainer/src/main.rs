@@ -44,6 +44,37 @@ enum Command {
     TrainTokenizer(TrainTokenizerArgs),
     /// Write Hugging Face folders (discriminator/, generator/) from a run's weights.
     ExportHf(ExportArgs),
+    /// Measure a component on its own.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// The data pipeline (read, tokenize or read shards, pack, mask, queue) without a model.
+    Pipeline(BenchPipelineArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchPipelineArgs {
+    /// Corpus files, globs, manifests or shard folders.
+    #[arg(long, required = true, num_args = 1.., value_name = "PATH_OR_GLOB")]
+    data: Vec<String>,
+    /// A run config for the [data] settings (default: configs' defaults, batch 128 x 128).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A `tokenizer.json` (default: the config's, else the embedded bert-base-uncased).
+    #[arg(long)]
+    tokenizer: Option<String>,
+    /// Loader worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Measure for this long (or one pass over the data, whichever ends first).
+    #[arg(long, default_value_t = 20.0)]
+    seconds: f64,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +226,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => run_inspect(args),
         Command::TrainTokenizer(args) => run_train_tokenizer(args),
         Command::ExportHf(args) => run_export(args),
+        Command::Bench(BenchCommand::Pipeline(args)) => run_bench_pipeline(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -473,6 +505,49 @@ fn run_export(args: ExportArgs) -> anyhow::Result<()> {
         "{}: discriminator/ (ElectraForPreTraining) and generator/ (ElectraForMaskedLM)",
         args.out.display()
     );
+    Ok(())
+}
+
+fn run_bench_pipeline(args: BenchPipelineArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => RunConfig::load(path, &[])?,
+        None => RunConfig::default(),
+    };
+    config.data.files = args.data.clone();
+    config.data.threads = args.threads;
+    config.data.epochs = Some(1);
+    if let Some(t) = &args.tokenizer {
+        config.data.tokenizer = t.clone();
+    }
+    let tokenizer = load_tokenizer(&config.data.tokenizer)?;
+    let result = electra_trainer::bench::bench_pipeline(
+        &config.data,
+        tokenizer,
+        config.train.seed,
+        args.seconds,
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string(&result)?);
+    } else {
+        println!("  {:<28} {}", "threads", result.threads);
+        println!("  {:<28} {}", "batches", result.batches);
+        println!("  {:<28} {}", "tokens", result.tokens);
+        println!("  {:<28} {:.2}", "seconds", result.seconds);
+        println!(
+            "  {:<28} {:.0}",
+            "pipeline tokens/s", result.pipeline_tokens_per_sec
+        );
+        println!(
+            "  {:<28} {:.0}",
+            "tokens/s per thread", result.tokens_per_sec_per_thread
+        );
+        println!(
+            "  {:<28} {:.1}",
+            "peak RSS MB",
+            result.peak_rss_bytes as f64 / 1e6
+        );
+        println!("  {:<28} {}", "whole corpus read", result.exhausted);
+    }
     Ok(())
 }
 

@@ -1,0 +1,92 @@
+//! `electra bench pipeline`: the data pipeline alone, as the trainer would consume it.
+
+use std::time::{Duration, Instant};
+
+use electra_pipeline::{DataConfig, Loader, TextTokenizer};
+use serde::Serialize;
+
+use crate::error::Result;
+
+/// Peak resident memory of this process (`VmHWM`), in bytes; 0 where unknown.
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// What one pipeline benchmark measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineBench {
+    /// Loader worker threads.
+    pub threads: usize,
+    /// Batches consumed.
+    pub batches: u64,
+    /// Real (non-padding) tokens in them.
+    pub tokens: u64,
+    /// Wall time of the measurement (after the first batch).
+    pub seconds: f64,
+    /// `tokens / seconds`: the whole pipeline through the queue.
+    pub pipeline_tokens_per_sec: f64,
+    /// Per worker thread.
+    pub tokens_per_sec_per_thread: f64,
+    /// Peak resident memory of the process.
+    pub peak_rss_bytes: u64,
+    /// Whether the data ran out before the time limit (one pass over the corpus).
+    pub exhausted: bool,
+}
+
+/// Consumes batches for up to `seconds` (or until the data ends) and reports throughput.
+/// The first batch (thread start-up, first tokenizer calls) is not timed.
+pub fn bench_pipeline(
+    config: &DataConfig,
+    tokenizer: TextTokenizer,
+    seed: u64,
+    seconds: f64,
+) -> Result<PipelineBench> {
+    let mut loader = Loader::new(config, tokenizer, seed)?;
+    let threads = config.worker_threads();
+    let limit = Duration::from_secs_f64(seconds.max(0.1));
+    let mut batches = 0u64;
+    let mut tokens = 0u64;
+    let mut exhausted = true;
+    if let Some(first) = loader.next() {
+        first?;
+        let started = Instant::now();
+        for batch in loader.by_ref() {
+            let batch = batch?;
+            batches += 1;
+            tokens += batch.real_tokens as u64;
+            if started.elapsed() >= limit {
+                exhausted = false;
+                break;
+            }
+        }
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        return Ok(PipelineBench {
+            threads,
+            batches,
+            tokens,
+            seconds: secs,
+            pipeline_tokens_per_sec: tokens as f64 / secs,
+            tokens_per_sec_per_thread: tokens as f64 / secs / threads.max(1) as f64,
+            peak_rss_bytes: peak_rss_bytes(),
+            exhausted,
+        });
+    }
+    Ok(PipelineBench {
+        threads,
+        batches,
+        tokens,
+        seconds: 0.0,
+        pipeline_tokens_per_sec: 0.0,
+        tokens_per_sec_per_thread: 0.0,
+        peak_rss_bytes: peak_rss_bytes(),
+        exhausted,
+    })
+}
