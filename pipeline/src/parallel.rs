@@ -51,18 +51,29 @@ where
         let (result_tx, result_rx) = bounded::<(u64, Result<U>)>(capacity);
 
         let reader_results = result_tx.clone();
+        let reader_name = format!("{name}-reader");
         let spawn_err = |source| PipelineError::Io {
             path: format!("<thread {name}>").into(),
             source,
         };
         std::thread::Builder::new()
-            .name(format!("{name}-reader"))
+            .name(reader_name.clone())
             .spawn_scoped(scope, move || {
-                for (seq, item) in input.enumerate() {
+                let mut seq = 0u64;
+                let mut input = input;
+                loop {
                     if slot_rx.recv().is_err() {
                         return;
                     }
-                    let seq = seq as u64;
+                    // A panic while reading becomes an error in the stream, in order.
+                    let item = match catch_unwind(AssertUnwindSafe(|| input.next())) {
+                        Ok(Some(item)) => item,
+                        Ok(None) => return,
+                        Err(payload) => Err(PipelineError::WorkerPanicked {
+                            thread: reader_name.clone(),
+                            message: panic_message(payload.as_ref()),
+                        }),
+                    };
                     match item {
                         Ok(value) => {
                             if work_tx.send((seq, value)).is_err() {
@@ -74,6 +85,7 @@ where
                             return;
                         }
                     }
+                    seq += 1;
                 }
             })
             .map_err(spawn_err)?;

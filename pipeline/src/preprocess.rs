@@ -90,14 +90,23 @@ pub fn manifest_name(index: usize, parts: usize) -> String {
     }
 }
 
-/// The shard-name prefix of part `index`.
-pub fn part_prefix(index: usize) -> String {
-    format!("part-{index:05}")
+/// The shard-name prefix of part `index` of `parts`.
+pub fn part_prefix(index: usize, parts: usize) -> String {
+    if parts <= 1 {
+        "part-00000".to_string()
+    } else {
+        format!("part-{index:05}-of-{parts:05}")
+    }
 }
 
-/// The indices of the files that belong to part `index` of `parts`.
+/// The indices of the files that belong to part `index` of `parts`: contiguous blocks
+/// (file `i` goes to part `i * parts / files`), so the parts concatenated in order give
+/// the files in their original order.
 pub fn partition(files: usize, index: usize, parts: usize) -> Vec<usize> {
-    (0..files).filter(|i| i % parts.max(1) == index).collect()
+    let parts = parts.max(1);
+    (0..files)
+        .filter(|i| i * parts / files.max(1) == index)
+        .collect()
 }
 
 /// Progress callback data.
@@ -142,7 +151,9 @@ pub fn preprocess(
     let manifest_path = options
         .out_dir
         .join(manifest_name(options.part_index, options.num_parts));
-    let prefix = part_prefix(options.part_index);
+    let prefix = part_prefix(options.part_index, options.num_parts);
+    let _lock = lock_part(&options.out_dir, &prefix)?;
+    refuse_other_splits(&options.out_dir, options.num_parts)?;
 
     let mut manifest = Manifest {
         schema_version: SCHEMA_VERSION,
@@ -151,11 +162,23 @@ pub fn preprocess(
         source_files: source_files.clone(),
         shards: Vec::new(),
         complete: false,
+        part_index: u32::try_from(options.part_index).unwrap_or(u32::MAX),
+        num_parts: u32::try_from(options.num_parts).unwrap_or(u32::MAX),
+        reader: reader_fingerprint(&options.source),
     };
-    let (kept, already_complete) = resume_point(&manifest_path, &manifest, &options.out_dir)?;
+    let (kept, already_complete) =
+        resume_point(&manifest_path, &manifest, &options.out_dir, &prefix)?;
     let shards_kept = kept.len();
     let skip_rows: u64 = kept.iter().map(|s| s.rows).sum();
+    let last_kept_doc = match kept.last() {
+        Some(entry) => last_doc_id(&options.out_dir.join(&entry.path))?,
+        None => None,
+    };
     manifest.shards = kept;
+    if !already_complete && manifest_path.exists() {
+        // Before anything is removed, the manifest lists only what is kept.
+        write_manifest(&manifest_path, &manifest)?;
+    }
     remove_strays(&options.out_dir, &prefix, &manifest.shards)?;
 
     let mine = partition(options.files.len(), options.part_index, options.num_parts);
@@ -182,7 +205,7 @@ pub fn preprocess(
         tracing::info!(manifest = %manifest_path.display(), "already complete; verified and kept");
     } else {
         let reader = DocumentReader::with_source_indices(pairs, options.source.clone())?;
-        let chunks = SkipDocuments::new(reader, skip_rows);
+        let chunks = SkipDocuments::new(reader, skip_rows, last_kept_doc);
         let mut writer = ShardWriter::new(
             &options.out_dir,
             &prefix,
@@ -241,6 +264,14 @@ pub fn preprocess(
     Ok(report)
 }
 
+/// The reading options that decide the document stream, as recorded in the manifest.
+fn reader_fingerprint(source: &SourceOptions) -> String {
+    format!(
+        "format={:?} text_field={} on_bad_record={:?} max_doc_bytes={}",
+        source.format, source.text_field, source.on_bad_record, source.max_doc_bytes
+    )
+}
+
 /// Bytes of sentence text in a documents batch.
 fn text_bytes(batch: &arrow_array::RecordBatch) -> u64 {
     use arrow_array::Array;
@@ -265,11 +296,25 @@ fn text_bytes(batch: &arrow_array::RecordBatch) -> u64 {
 /// still verify (present, same size, same sha256), and whether that is all of a complete
 /// manifest. A manifest of another job (other tokenizer or other file list) is an error:
 /// the folder is not ours to overwrite.
-fn resume_point(path: &Path, fresh: &Manifest, dir: &Path) -> Result<(Vec<ShardEntry>, bool)> {
+fn resume_point(
+    path: &Path,
+    fresh: &Manifest,
+    dir: &Path,
+    prefix: &str,
+) -> Result<(Vec<ShardEntry>, bool)> {
     if !path.exists() {
         return Ok((Vec::new(), false));
     }
     let old = read_manifest(path)?;
+    if old.reader != fresh.reader {
+        return Err(PipelineError::BadManifest {
+            path: path.to_path_buf(),
+            reason: format!(
+                "the reading options changed ({}; now {}); preprocess into a new folder",
+                old.reader, fresh.reader
+            ),
+        });
+    }
     if old.tokenizer_sha256 != fresh.tokenizer_sha256 || old.source_files != fresh.source_files {
         return Err(PipelineError::BadManifest {
             path: path.to_path_buf(),
@@ -280,7 +325,11 @@ fn resume_point(path: &Path, fresh: &Manifest, dir: &Path) -> Result<(Vec<ShardE
     }
     let mut kept = Vec::new();
     let total = old.shards.len();
-    for entry in old.shards {
+    for (i, entry) in old.shards.into_iter().enumerate() {
+        if entry.path != shard_name(prefix, i) {
+            tracing::warn!(shard = %entry.path, "not a shard this part writes at this position; it and the rest are redone");
+            break;
+        }
         let file = dir.join(&entry.path);
         let size_ok = std::fs::metadata(&file)
             .map(|m| m.len() == entry.bytes)
@@ -301,27 +350,144 @@ fn remove_strays(dir: &Path, prefix: &str, kept: &[ShardEntry]) -> Result<()> {
         path: dir.to_path_buf(),
         source,
     })?;
-    for entry in entries.flatten() {
+    for entry in entries {
+        let entry = entry.map_err(|source| PipelineError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let ours =
-            name.starts_with(&format!("{prefix}-")) || name.starts_with(&format!(".{prefix}-"));
-        if ours && !kept.iter().any(|k| k.path == name) {
-            let _ = std::fs::remove_file(entry.path());
+        if is_part_file(&name, prefix) && !kept.iter().any(|k| k.path == name) {
+            std::fs::remove_file(entry.path()).map_err(|source| PipelineError::Io {
+                path: entry.path(),
+                source,
+            })?;
         }
     }
     Ok(())
 }
 
-/// Drops the first `skip` documents of a chunk stream (they are already in kept shards).
+/// `PREFIX-NNNNN.parquet`, or its temporary `.PREFIX-NNNNN.parquet.tmp-PID`.
+fn is_part_file(name: &str, prefix: &str) -> bool {
+    let rest = name.strip_prefix('.').unwrap_or(name);
+    let Some(tail) = rest.strip_prefix(prefix).and_then(|t| t.strip_prefix('-')) else {
+        return false;
+    };
+    let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+    digits == 5 && tail.get(5..).is_some_and(|t| t.starts_with(".parquet"))
+}
+
+/// Drops the first `skip` documents of a chunk stream (they are already in kept shards),
+/// checking that the last one dropped is the last kept document: the same inputs and
+/// options must give the same document stream.
 struct SkipDocuments {
     inner: DocumentReader,
     skip: u64,
+    expect_last: Option<u64>,
 }
 
 impl SkipDocuments {
-    fn new(inner: DocumentReader, skip: u64) -> Self {
-        Self { inner, skip }
+    fn new(inner: DocumentReader, skip: u64, expect_last: Option<u64>) -> Self {
+        Self {
+            inner,
+            skip,
+            expect_last,
+        }
     }
+
+    fn check_last(&mut self, batch: &arrow_array::RecordBatch, row: usize) -> Result<()> {
+        let Some(expected) = self.expect_last.take() else {
+            return Ok(());
+        };
+        let found = doc_ids(batch).and_then(|ids| ids.get(row).copied());
+        if found != Some(expected) {
+            return Err(PipelineError::BadManifest {
+                path: PathBuf::from("(resume)"),
+                reason: format!(
+                    "the kept shards end with document {expected:#x}, but the inputs now give {found:?} there: \
+                     the input files or the reading options changed; preprocess into a new folder"
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn doc_ids(batch: &arrow_array::RecordBatch) -> Option<Vec<u64>> {
+    use arrow_array::Array;
+    batch
+        .column_by_name(electra_schemas::documents::DOC_ID)
+        .and_then(|c| c.as_any().downcast_ref::<arrow_array::UInt64Array>())
+        .map(|a| a.values().to_vec())
+}
+
+/// The last document id of a shard.
+fn last_doc_id(path: &Path) -> Result<Option<u64>> {
+    let mut last = None;
+    for batch in crate::shard::ShardReader::open(path, &crate::shard::ShardChecks::default())? {
+        if let Some(ids) = doc_ids(&batch?) {
+            last = ids.last().copied().or(last);
+        }
+    }
+    Ok(last)
+}
+
+/// Holds an exclusive advisory lock on the part's lock file for the life of the run (the
+/// kernel releases it if the process dies), so two processes never write one part.
+fn lock_part(dir: &Path, prefix: &str) -> Result<std::fs::File> {
+    let path = dir.join(format!(".{prefix}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| PipelineError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    file.try_lock().map_err(|_| PipelineError::InvalidConfig {
+        field: "out",
+        reason: format!(
+            "{} is held by another preprocessing process of this part",
+            path.display()
+        ),
+    })?;
+    Ok(file)
+}
+
+/// Refuses a folder that holds the manifests of a job split another way.
+fn refuse_other_splits(dir: &Path, parts: usize) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|source| PipelineError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for entry in entries {
+        let entry = entry.map_err(|source| PipelineError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name
+            .strip_prefix("manifest-")
+            .and_then(|r| r.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        let other = rest
+            .split("-of-")
+            .nth(1)
+            .and_then(|n| n.parse::<usize>().ok());
+        if other.is_some_and(|n| n != parts) {
+            return Err(PipelineError::InvalidConfig {
+                field: "num_shards",
+                reason: format!(
+                    "{} holds {name}, a job split into {} parts, not {parts}; use a new --out folder",
+                    dir.display(),
+                    other.unwrap_or(0)
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 impl Iterator for SkipDocuments {
@@ -334,6 +500,11 @@ impl Iterator for SkipDocuments {
                 Err(e) => return Some(Err(e)),
             };
             let rows = chunk.batch.num_rows() as u64;
+            if self.skip > 0 && self.skip <= rows {
+                if let Err(e) = self.check_last(&chunk.batch, self.skip as usize - 1) {
+                    return Some(Err(e));
+                }
+            }
             if self.skip >= rows {
                 self.skip -= rows;
                 continue;
@@ -348,9 +519,9 @@ impl Iterator for SkipDocuments {
     }
 }
 
-/// The shard file name of part `part`, shard `index` (for tests and tools).
-pub fn part_shard_name(part: usize, index: usize) -> String {
-    shard_name(&part_prefix(part), index)
+/// The shard file name of part `part` of `parts`, shard `index` (for tests and tools).
+pub fn part_shard_name(part: usize, parts: usize, index: usize) -> String {
+    shard_name(&part_prefix(part, parts), index)
 }
 
 /// The manifests named by `input`: a manifest file, or every `manifest*.json` of a folder
@@ -383,7 +554,11 @@ fn manifests_in(input: &Path) -> Result<Vec<PathBuf>> {
 /// part must be complete, made with the same tokenizer, schema version and input list, and
 /// live in `out`'s folder or below it (shard paths are rewritten relative to it).
 pub fn merge_manifests(inputs: &[PathBuf], out: &Path) -> Result<Manifest> {
-    let out_dir = out.parent().map(Path::to_path_buf).unwrap_or_default();
+    let parent_of = |p: &Path| match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let out_dir = parent_of(out);
     let out_dir_abs = std::fs::canonicalize(&out_dir).map_err(|source| PipelineError::Io {
         path: out_dir.clone(),
         source,
@@ -394,6 +569,8 @@ pub fn merge_manifests(inputs: &[PathBuf], out: &Path) -> Result<Manifest> {
     };
     let mut merged: Option<Manifest> = None;
     let mut seen = std::collections::HashSet::new();
+    let mut parts_seen: Vec<(u32, u32, PathBuf)> = Vec::new();
+    let mut by_part: Vec<(u32, Vec<ShardEntry>)> = Vec::new();
     for input in inputs {
         for path in manifests_in(input)? {
             let manifest = read_manifest(&path)?;
@@ -403,7 +580,7 @@ pub fn merge_manifests(inputs: &[PathBuf], out: &Path) -> Result<Manifest> {
                     "incomplete: its preprocessing part has not finished".into(),
                 ));
             }
-            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            let dir = parent_of(&path);
             let dir_abs = std::fs::canonicalize(&dir).map_err(|source| PipelineError::Io {
                 path: dir.clone(),
                 source,
@@ -417,9 +594,12 @@ pub fn merge_manifests(inputs: &[PathBuf], out: &Path) -> Result<Manifest> {
                     ),
                 )
             })?;
+            parts_seen.push((manifest.part_index, manifest.num_parts, path.clone()));
             let target = merged.get_or_insert_with(|| Manifest {
                 shards: Vec::new(),
                 complete: true,
+                part_index: 0,
+                num_parts: 1,
                 ..manifest.clone()
             });
             if target.tokenizer_sha256 != manifest.tokenizer_sha256 {
@@ -439,20 +619,45 @@ pub fn merge_manifests(inputs: &[PathBuf], out: &Path) -> Result<Manifest> {
                     "belongs to another job (schema version or input list differs)".into(),
                 ));
             }
+            let mut shards = Vec::with_capacity(manifest.shards.len());
             for mut shard in manifest.shards {
                 let joined = relative.join(&shard.path);
                 shard.path = joined.to_string_lossy().replace('\\', "/");
                 if !seen.insert(shard.path.clone()) {
                     return Err(bad(&path, format!("shard {} is listed twice", shard.path)));
                 }
-                target.shards.push(shard);
+                shards.push(shard);
             }
+            by_part.push((manifest.part_index, shards));
         }
     }
     let merged = merged.ok_or_else(|| PipelineError::InvalidConfig {
         field: "manifests",
         reason: "no manifest given".into(),
     })?;
+    // Every part of one split, each exactly once.
+    let num_parts = parts_seen.first().map_or(1, |p| p.1);
+    let mut indices: Vec<u32> = Vec::new();
+    for (index, parts, path) in &parts_seen {
+        if *parts != num_parts {
+            return Err(bad(
+                path,
+                format!("is part of a {parts}-part job, the others of a {num_parts}-part job"),
+            ));
+        }
+        indices.push(*index);
+    }
+    indices.sort_unstable();
+    if indices != (0..num_parts).collect::<Vec<_>>() {
+        return Err(PipelineError::BadManifest {
+            path: out.to_path_buf(),
+            reason: format!("the job has {num_parts} parts but the manifests found are parts {indices:?}: a part is missing or given twice"),
+        });
+    }
+    // Parts in index order: with contiguous file blocks, the shards follow the input order.
+    let mut merged = merged;
+    by_part.sort_by_key(|(index, _)| *index);
+    merged.shards = by_part.into_iter().flat_map(|(_, shards)| shards).collect();
     write_manifest(out, &merged)?;
     Ok(merged)
 }

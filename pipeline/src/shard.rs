@@ -374,6 +374,10 @@ pub struct ShardChecks {
     pub tokenizer_sha256: Option<String>,
     /// Token ids must be below this.
     pub vocab_size: Option<u32>,
+    /// The file must have this many bytes (cheap; from the manifest).
+    pub bytes: Option<u64>,
+    /// The footer must count this many rows (cheap; from the manifest).
+    pub rows: Option<u64>,
 }
 
 /// Streams a shard's tokenized documents one row group at a time.
@@ -450,10 +454,28 @@ impl ShardReader {
             }
         }
         let mut file = File::open(path).map_err(io_err(path))?;
+        if let Some(expected) = checks.bytes {
+            let len = file.metadata().map_err(io_err(path))?.len();
+            if len != expected {
+                return Err(shard_err(
+                    path,
+                    format!("{len} bytes, the manifest says {expected}"),
+                ));
+            }
+        }
         check_footer(path, &mut file)?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err(path))?;
         let context = path.display().to_string();
         check_schema(builder.schema(), &tokenized::schema(), &context)?;
+        if let Some(expected) = checks.rows {
+            let rows = builder.metadata().file_metadata().num_rows();
+            if u64::try_from(rows).ok() != Some(expected) {
+                return Err(shard_err(
+                    path,
+                    format!("{rows} rows, the manifest says {expected}"),
+                ));
+            }
+        }
         let meta = shard_metadata(builder.metadata());
         let get = |key: &str| meta.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
         match get(metadata::SCHEMA_VERSION) {
@@ -515,7 +537,7 @@ impl Iterator for ShardReader {
             return None;
         }
         let item = match self.inner.next()? {
-            Ok(batch) => self.check_ids(&batch).map(|()| normalize(batch)),
+            Ok(batch) => normalize(batch, &self.path).and_then(|b| self.check_ids(&b).map(|()| b)),
             Err(e) => Err(shard_err(&self.path, e.to_string())),
         };
         self.failed = item.is_err();
@@ -524,34 +546,44 @@ impl Iterator for ShardReader {
 }
 
 /// Re-labels a batch read from Parquet with the canonical schema (list item names and
-/// nullability as written by this crate).
-fn normalize(batch: RecordBatch) -> RecordBatch {
+/// nullability as written by this crate); nulls anywhere are an error naming the file.
+fn normalize(batch: RecordBatch, path: &Path) -> Result<RecordBatch> {
     let schema = tokenized::schema();
-    let columns: Vec<Arc<dyn Array>> = schema
-        .fields()
-        .iter()
-        .filter_map(|f| batch.column_by_name(f.name()).cloned())
-        .collect();
-    let relabeled = columns
-        .iter()
-        .zip(schema.fields())
-        .map(|(c, f)| relabel(c, f.data_type()))
-        .collect::<Vec<_>>();
-    RecordBatch::try_new(schema.clone(), relabeled).unwrap_or(batch)
+    let mut columns: Vec<Arc<dyn Array>> = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let column = batch
+            .column_by_name(field.name())
+            .ok_or_else(|| shard_err(path, format!("missing column {}", field.name())))?;
+        columns.push(relabel(column, field.data_type(), path)?);
+    }
+    RecordBatch::try_new(schema, columns).map_err(|e| shard_err(path, e.to_string()))
 }
 
-fn relabel(column: &Arc<dyn Array>, target: &arrow_schema::DataType) -> Arc<dyn Array> {
+fn relabel(
+    column: &Arc<dyn Array>,
+    target: &arrow_schema::DataType,
+    path: &Path,
+) -> Result<Arc<dyn Array>> {
+    if column.null_count() > 0 {
+        return Err(shard_err(
+            path,
+            format!("{} null values in a {target} column", column.null_count()),
+        ));
+    }
     if let (Some(list), arrow_schema::DataType::List(field)) =
         (column.as_any().downcast_ref::<ListArray>(), target)
     {
-        if let Ok(l) = ListArray::try_new(
+        if list.values().null_count() > 0 {
+            return Err(shard_err(path, "null list items"));
+        }
+        let l = ListArray::try_new(
             field.clone(),
             list.offsets().clone(),
             list.values().clone(),
             None,
-        ) {
-            return Arc::new(l);
-        }
+        )
+        .map_err(|e| shard_err(path, e.to_string()))?;
+        return Ok(Arc::new(l));
     }
-    column.clone()
+    Ok(column.clone())
 }

@@ -34,11 +34,21 @@ pub struct ShardSet {
     pub tokenizer_sha256: String,
 }
 
-/// Whether a data path names shards: a `.json` manifest, or a folder holding
-/// `manifest.json`.
+/// Whether a data path names shards: a `manifest*.json` file, or a folder holding
+/// `manifest.json` or part manifests (`manifest-*.json`).
 pub fn is_manifest_path(entry: &str) -> bool {
     let path = Path::new(entry);
-    entry.ends_with(".json") || (path.is_dir() && path.join(FILE_NAME).is_file())
+    let is_manifest_name = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("manifest") && n.ends_with(".json"))
+    };
+    if path.is_dir() {
+        return std::fs::read_dir(path)
+            .map(|entries| entries.flatten().any(|e| is_manifest_name(&e.path())))
+            .unwrap_or(false);
+    }
+    is_manifest_name(path)
 }
 
 impl ShardSet {
@@ -50,6 +60,12 @@ impl ShardSet {
             let mut path = PathBuf::from(entry);
             if path.is_dir() {
                 path = path.join(FILE_NAME);
+                if !path.is_file() {
+                    return Err(PipelineError::BadManifest {
+                        path,
+                        reason: "the folder holds part manifests but no manifest.json: run `electra merge-manifests` on it first".into(),
+                    });
+                }
             }
             let manifest = read_manifest(&path)?;
             if !manifest.complete {
@@ -167,6 +183,8 @@ impl<'a> ShardStream<'a> {
                 sha256: verify.then(|| entry.sha256.clone()),
                 tokenizer_sha256: Some(self.set.tokenizer_sha256.clone()),
                 vocab_size: Some(self.options.vocab_size),
+                bytes: Some(entry.bytes),
+                rows: Some(entry.rows),
             };
             self.reader = Some(ShardReader::open(path, &checks)?);
             if verify {

@@ -104,6 +104,8 @@ fn shards_are_identical_for_any_thread_count_and_pyarrow_shaped() {
                 sha256: Some(s.sha256.clone()),
                 tokenizer_sha256: Some(tok.sha256().to_string()),
                 vocab_size: Some(30522),
+                bytes: Some(s.bytes),
+                rows: Some(s.rows),
             },
         )
         .unwrap();
@@ -213,7 +215,9 @@ fn a_rerun_keeps_verified_shards_and_redoes_the_rest() {
     partial.complete = false;
     write_manifest(&first.manifest, &partial).unwrap();
     std::fs::write(dir.path().join(".part-00000-00003.parquet.tmp-1"), b"half").unwrap();
-    let shard2 = dir.path().join(part_shard_name(0, 2));
+    // The same documents come out only with the same inputs and options: a rerun with
+    // another max_doc_bytes is refused rather than silently shifted (tested below).
+    let shard2 = dir.path().join(part_shard_name(0, 1, 2));
     let mut bytes = std::fs::read(&shard2).unwrap();
     bytes[100] ^= 0xff;
     std::fs::write(&shard2, bytes).unwrap();
@@ -333,7 +337,7 @@ fn bad_shards_and_manifests_are_refused_with_their_path() {
     for escape in ["../x.parquet", "/etc/passwd"] {
         let mut m = manifest.clone();
         m.shards[0].path = escape.into();
-        let path = dir.path().join("escape.json");
+        let path = dir.path().join("manifest.escape.json");
         write_manifest(&path, &m).unwrap();
         let err = first_error(&DataConfig {
             files: vec![path.display().to_string()],
@@ -345,7 +349,7 @@ fn bad_shards_and_manifests_are_refused_with_their_path() {
     // Another tokenizer.
     let mut m = manifest.clone();
     m.tokenizer_sha256 = "ab".repeat(32);
-    let path = dir.path().join("other-tok.json");
+    let path = dir.path().join("manifest.other-tok.json");
     write_manifest(&path, &m).unwrap();
     let err = first_error(&DataConfig {
         files: vec![path.display().to_string()],
@@ -358,7 +362,7 @@ fn bad_shards_and_manifests_are_refused_with_their_path() {
     // Incomplete.
     let mut m = manifest.clone();
     m.complete = false;
-    let path = dir.path().join("partial.json");
+    let path = dir.path().join("manifest.partial.json");
     write_manifest(&path, &m).unwrap();
     let err = first_error(&DataConfig {
         files: vec![path.display().to_string()],
@@ -366,4 +370,36 @@ fn bad_shards_and_manifests_are_refused_with_their_path() {
     })
     .to_string();
     assert!(err.contains("incomplete"), "{err}");
+}
+
+#[test]
+fn a_rerun_with_other_reading_options_is_refused_not_shifted() {
+    let dir = tempfile::tempdir().unwrap();
+    let tok = tokenizer();
+    let first = preprocess(&options(dir.path(), 2, 0, 1), &tok, |_| {}).unwrap();
+    let mut partial = read_manifest(&first.manifest).unwrap();
+    partial.shards.truncate(2);
+    partial.complete = false;
+    write_manifest(&first.manifest, &partial).unwrap();
+    // Lines over 200 bytes are now skipped: the document stream differs.
+    let mut changed = options(dir.path(), 2, 0, 1);
+    changed.source.max_doc_bytes = 200;
+    let err = preprocess(&changed, &tok, |_| {}).unwrap_err().to_string();
+    assert!(err.contains("reading options changed"), "{err}");
+}
+
+#[test]
+fn merge_refuses_a_missing_part_and_a_folder_split_another_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let tok = tokenizer();
+    preprocess(&options(dir.path(), 1, 0, 3), &tok, |_| {}).unwrap();
+    preprocess(&options(dir.path(), 1, 2, 3), &tok, |_| {}).unwrap();
+    let err = merge_manifests(
+        &[dir.path().to_path_buf()],
+        &dir.path().join("manifest.json"),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("parts [0, 2]"), "{err}");
+    let err = preprocess(&options(dir.path(), 1, 0, 2), &tok, |_| {}).unwrap_err();
+    assert!(err.to_string().contains("3 parts"), "{err}");
 }

@@ -202,6 +202,20 @@ pub mod manifest {
         /// running or interrupted) lists only the shards completed so far.
         #[serde(default)]
         pub complete: bool,
+        /// Which part of a multi-machine job this is (0 for a whole or merged job).
+        #[serde(default)]
+        pub part_index: u32,
+        /// How many parts the job was split into (1 for a whole or merged job).
+        #[serde(default = "one")]
+        pub num_parts: u32,
+        /// The reading options that decide which documents come out of the inputs
+        /// (format, text field, bad-record policy, line limit); a resumed job must match.
+        #[serde(default)]
+        pub reader: String,
+    }
+
+    fn one() -> u32 {
+        1
     }
 
     /// One shard.
