@@ -20,6 +20,19 @@ pub fn peak_rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Current resident memory of this process (`VmRSS`), in bytes; 0 where unknown.
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
 /// What one pipeline benchmark measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct PipelineBench {
@@ -37,7 +50,10 @@ pub struct PipelineBench {
     pub tokens_per_sec_per_thread: f64,
     /// Peak resident memory of the process.
     pub peak_rss_bytes: u64,
-    /// Whether the data ran out before the time limit (one pass over the corpus).
+    /// Resident memory before the pipeline started (the binary, libtorch's libraries and
+    /// the tokenizer), so `peak - baseline` is what the pipeline itself used.
+    pub baseline_rss_bytes: u64,
+    /// Whether the data ran out before the time limit (a finite `data.epochs`).
     pub exhausted: bool,
 }
 
@@ -49,6 +65,7 @@ pub fn bench_pipeline(
     seed: u64,
     seconds: f64,
 ) -> Result<PipelineBench> {
+    let baseline_rss_bytes = rss_bytes();
     let mut loader = Loader::new(config, tokenizer, seed)?;
     let threads = config.worker_threads();
     let limit = Duration::from_secs_f64(seconds.max(0.1));
@@ -76,6 +93,7 @@ pub fn bench_pipeline(
             pipeline_tokens_per_sec: tokens as f64 / secs,
             tokens_per_sec_per_thread: tokens as f64 / secs / threads.max(1) as f64,
             peak_rss_bytes: peak_rss_bytes(),
+            baseline_rss_bytes,
             exhausted,
         });
     }
@@ -87,6 +105,7 @@ pub fn bench_pipeline(
         pipeline_tokens_per_sec: 0.0,
         tokens_per_sec_per_thread: 0.0,
         peak_rss_bytes: peak_rss_bytes(),
+        baseline_rss_bytes,
         exhausted,
     })
 }

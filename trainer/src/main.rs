@@ -69,7 +69,7 @@ struct BenchPipelineArgs {
     /// Loader worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// Measure for this long (or one pass over the data, whichever ends first).
+    /// Measure for this long (the corpus repeats as often as needed).
     #[arg(long, default_value_t = 20.0)]
     seconds: f64,
     /// Print one JSON object.
@@ -217,6 +217,7 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -355,10 +356,27 @@ fn run_preprocess(args: PreprocessArgs) -> anyhow::Result<()> {
         "tokens/s",
         report.tokens as f64 / report.seconds.max(1e-9)
     );
+    let text_mb_per_sec = report.text_bytes as f64 / 1e6 / report.seconds.max(1e-9);
+    println!(
+        "  {:<22} {:.1}",
+        "text MB tokenized",
+        report.text_bytes as f64 / 1e6
+    );
+    println!(
+        "  {:<22} {:.2} ({:.2} per thread)",
+        "text MB/s",
+        text_mb_per_sec,
+        text_mb_per_sec / threads as f64
+    );
     println!(
         "  {:<22} {}",
         "bad records skipped",
         report.bad_records.total()
+    );
+    println!(
+        "  {:<22} {:.1}",
+        "peak RSS MB",
+        electra_trainer::bench::peak_rss_bytes() as f64 / 1e6
     );
     Ok(())
 }
@@ -515,7 +533,7 @@ fn run_bench_pipeline(args: BenchPipelineArgs) -> anyhow::Result<()> {
     };
     config.data.files = args.data.clone();
     config.data.threads = args.threads;
-    config.data.epochs = Some(1);
+    config.data.epochs = None;
     if let Some(t) = &args.tokenizer {
         config.data.tokenizer = t.clone();
     }
@@ -546,7 +564,11 @@ fn run_bench_pipeline(args: BenchPipelineArgs) -> anyhow::Result<()> {
             "peak RSS MB",
             result.peak_rss_bytes as f64 / 1e6
         );
-        println!("  {:<28} {}", "whole corpus read", result.exhausted);
+        println!(
+            "  {:<28} {:.1}",
+            "  of which before the pipeline",
+            result.baseline_rss_bytes as f64 / 1e6
+        );
     }
     Ok(())
 }
