@@ -32,7 +32,7 @@ pub struct ElectraOptions {
     pub gen_weight: f64,
     /// Weight of the discriminator loss; default 50.0.
     pub disc_weight: f64,
-    /// How replacements are drawn (same distribution either way); default inverse-CDF.
+    /// How replacements are drawn (same distribution either way); default Gumbel-max.
     pub sampler: Sampler,
 }
 

@@ -83,8 +83,9 @@ pub struct ModelSection {
     pub temperature: f64,
     /// Never sample the original token (default false).
     pub disallow_correct: bool,
-    /// How replacements are drawn: `inverse_cdf` (default) or `gumbel` (the reference's
-    /// Gumbel-max); both sample exactly `softmax(logits / temperature)`.
+    /// How replacements are drawn: `gumbel` (default, the reference's Gumbel-max) or
+    /// `inverse_cdf` (one random number per masked position instead of one per vocabulary
+    /// entry); both sample exactly `softmax(logits / temperature)`.
     pub sampler: Sampler,
     /// Weight of the generator's MLM loss (default 1.0).
     pub gen_weight: f64,
@@ -109,7 +110,7 @@ impl Default for ModelSection {
             layer_norm_eps: 1e-12,
             temperature: 1.0,
             disallow_correct: false,
-            sampler: Sampler::InverseCdf,
+            sampler: Sampler::Gumbel,
             gen_weight: 1.0,
             disc_weight: 50.0,
         }
