@@ -50,17 +50,8 @@ pub fn inverse_cdf_sample(
     disallow: Option<&Tensor>,
 ) -> Result<Tensor> {
     let (rows, vocab) = logits.size2()?;
-    check_temperature(temperature)?;
-    if let Some(labels) = disallow {
-        check_shape("disallowed labels", labels, &[rows])?;
-        check_int64("disallowed labels", labels)?;
-    }
     tch::no_grad(|| {
-        let scaled = logits.detach().f_to_kind(Kind::Float)? / temperature;
-        let scaled = match disallow {
-            Some(labels) => scaled.f_scatter_value(1, &labels.unsqueeze(1), f64::NEG_INFINITY)?,
-            None => scaled,
-        };
+        let scaled = tempered(logits, temperature, disallow)?;
         let probs = scaled.f_softmax(-1, Kind::Float)?;
         let cdf = probs.f_cumsum(-1, Kind::Double)?;
         // [m, 1]: a point in [0, total) per row.
@@ -71,7 +62,10 @@ pub fn inverse_cdf_sample(
     })
 }
 
-fn check_temperature(temperature: f64) -> Result<()> {
+/// `logits / temperature` in float32, detached, with the `disallow` labels' logits at
+/// minus infinity; checks the temperature and the labels' shape.
+fn tempered(logits: &Tensor, temperature: f64, disallow: Option<&Tensor>) -> Result<Tensor> {
+    let (rows, _vocab) = logits.size2()?;
     if !(temperature > 0.0 && temperature.is_finite()) {
         return Err(ModelError::Option {
             option: "temperature",
@@ -79,7 +73,16 @@ fn check_temperature(temperature: f64) -> Result<()> {
             reason: "must be positive and finite",
         });
     }
-    Ok(())
+    let scaled = logits.detach().f_to_kind(Kind::Float)? / temperature;
+    match disallow {
+        Some(labels) => {
+            check_shape("disallowed labels", labels, &[rows])?;
+            check_int64("disallowed labels", labels)?;
+            // [m] -> [m, 1]
+            Ok(scaled.f_scatter_value(1, &labels.unsqueeze(1), f64::NEG_INFINITY)?)
+        }
+        None => Ok(scaled),
+    }
 }
 
 use crate::error::{check_int64, check_shape, ModelError, Result};
@@ -107,19 +110,8 @@ pub fn gumbel_sample(
     temperature: f64,
     disallow: Option<&Tensor>,
 ) -> Result<Tensor> {
-    let (rows, _vocab) = logits.size2()?;
-    check_temperature(temperature)?;
-    if let Some(labels) = disallow {
-        check_shape("disallowed labels", labels, &[rows])?;
-        check_int64("disallowed labels", labels)?;
-    }
     tch::no_grad(|| {
-        let scaled = logits.detach().f_to_kind(Kind::Float)? / temperature;
-        let scaled = match disallow {
-            // [m] -> [m, 1]
-            Some(labels) => scaled.f_scatter_value(1, &labels.unsqueeze(1), f64::NEG_INFINITY)?,
-            None => scaled,
-        };
+        let scaled = tempered(logits, temperature, disallow)?;
         let perturbed = scaled + gumbel_noise(logits)?;
         Ok(perturbed.f_argmax(-1, false)?)
     })

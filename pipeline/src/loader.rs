@@ -30,6 +30,7 @@ use crate::config::DataConfig;
 use crate::error::{PipelineError, Result};
 use crate::mask::{MaskOptions, MaskedExample, Masker};
 use crate::pack::{PackOptions, Packer};
+use crate::parallel::panic_message;
 use crate::shard_stream::{is_manifest_path, ShardSet, ShardStream, ShardStreamOptions};
 use crate::source::{expand_files, BadRecordCounts, DocumentChunk, DocumentReader, SourceOptions};
 use crate::tokenize::TextTokenizer;
@@ -124,16 +125,6 @@ impl std::fmt::Debug for Loader {
             .field("threads", &self.threads.len())
             .field("finished", &self.finished)
             .finish()
-    }
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_string()
     }
 }
 

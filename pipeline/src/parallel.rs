@@ -15,7 +15,8 @@ use crate::error::{PipelineError, Result};
 /// Items in flight per worker.
 const IN_FLIGHT_PER_THREAD: usize = 4;
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+/// The message of a panic payload (`&str` or `String`).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_string())

@@ -7,30 +7,27 @@ use serde::Serialize;
 
 use crate::error::Result;
 
-/// Peak resident memory of this process (`VmHWM`), in bytes; 0 where unknown.
-pub fn peak_rss_bytes() -> u64 {
+/// A `kB` field of `/proc/self/status`, in bytes; 0 where unknown.
+fn proc_status_bytes(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Peak resident memory of this process (`VmHWM`), in bytes; 0 where unknown.
+pub fn peak_rss_bytes() -> u64 {
+    proc_status_bytes("VmHWM:")
+}
+
 /// Current resident memory of this process (`VmRSS`), in bytes; 0 where unknown.
 pub fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    proc_status_bytes("VmRSS:")
 }
 
 /// What one pipeline benchmark measured.

@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
+use electra_pipeline::shard::bytes_sha256;
 use electra_pipeline::TextTokenizer;
-use sha2::{Digest, Sha256};
 
-use crate::error::{Result, TrainError};
+use crate::error::Result;
 
 /// The bert-base-uncased `tokenizer.json` (Apache-2.0), built into the binary.
 pub const DEFAULT_TOKENIZER_JSON: &[u8] =
@@ -18,7 +18,7 @@ pub fn load_tokenizer(path: &str) -> Result<TextTokenizer> {
     if path.is_empty() {
         let cached = std::env::temp_dir().join(format!(
             "electra-default-tokenizer-{}.json",
-            &sha256_hex(DEFAULT_TOKENIZER_JSON)[..16]
+            &bytes_sha256(DEFAULT_TOKENIZER_JSON)[..16]
         ));
         let fresh = std::fs::read(&cached)
             .map(|b| b == DEFAULT_TOKENIZER_JSON)
@@ -29,18 +29,6 @@ pub fn load_tokenizer(path: &str) -> Result<TextTokenizer> {
         return Ok(TextTokenizer::from_file(&cached)?);
     }
     Ok(TextTokenizer::from_file(Path::new(path))?)
-}
-
-/// Hex sha256 of a file's bytes (how shards and checkpoints name their tokenizer).
-pub fn file_sha256(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(TrainError::io(path))?;
-    Ok(sha256_hex(&bytes))
-}
-
-/// Hex sha256 of bytes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
