@@ -8,7 +8,7 @@
 //!   of 32 x 128 with a 30,522-token vocabulary), which dominates a CPU step.
 //! - [`Sampler::InverseCdf`]: one uniform number per masked position, located in
 //!   the cumulative distribution (accumulated in float64, so the rounding of 30k float32
-//!   terms does not bias it). About 4x cheaper on CPU.
+//!   terms does not bias it). Several times cheaper on CPU.
 //!
 //! The noise comes from torch's default generator, so `tch::manual_seed` makes either
 //! reproducible.

@@ -344,23 +344,31 @@ fn resume_point(
     Ok((kept, complete))
 }
 
-/// Removes this part's shard files (and temporary files) that the manifest does not list.
-fn remove_strays(dir: &Path, prefix: &str, kept: &[ShardEntry]) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|source| PipelineError::Io {
+/// The file names in `dir` (an unreadable entry is an error naming the folder).
+fn file_names(dir: &Path) -> Result<Vec<String>> {
+    let io = |source| PipelineError::Io {
         path: dir.to_path_buf(),
         source,
-    })?;
-    for entry in entries {
-        let entry = entry.map_err(|source| PipelineError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+    };
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        names.push(
+            entry
+                .map_err(io)?
+                .file_name()
+                .to_string_lossy()
+                .into_owned(),
+        );
+    }
+    Ok(names)
+}
+
+/// Removes this part's shard files (and temporary files) that the manifest does not list.
+fn remove_strays(dir: &Path, prefix: &str, kept: &[ShardEntry]) -> Result<()> {
+    for name in file_names(dir)? {
         if is_part_file(&name, prefix) && !kept.iter().any(|k| k.path == name) {
-            std::fs::remove_file(entry.path()).map_err(|source| PipelineError::Io {
-                path: entry.path(),
-                source,
-            })?;
+            let path = dir.join(&name);
+            std::fs::remove_file(&path).map_err(|source| PipelineError::Io { path, source })?;
         }
     }
     Ok(())
@@ -456,16 +464,7 @@ fn lock_part(dir: &Path, prefix: &str) -> Result<std::fs::File> {
 
 /// Refuses a folder that holds the manifests of a job split another way.
 fn refuse_other_splits(dir: &Path, parts: usize) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|source| PipelineError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    for entry in entries {
-        let entry = entry.map_err(|source| PipelineError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+    for name in file_names(dir)? {
         let Some(rest) = name
             .strip_prefix("manifest-")
             .and_then(|r| r.strip_suffix(".json"))
@@ -530,18 +529,10 @@ fn manifests_in(input: &Path) -> Result<Vec<PathBuf>> {
     if !input.is_dir() {
         return Ok(vec![input.to_path_buf()]);
     }
-    let entries = std::fs::read_dir(input).map_err(|source| PipelineError::Io {
-        path: input.to_path_buf(),
-        source,
-    })?;
-    let mut parts: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("manifest-") && n.ends_with(".json"))
-        })
+    let mut parts: Vec<PathBuf> = file_names(input)?
+        .into_iter()
+        .filter(|n| n.starts_with("manifest-") && n.ends_with(".json"))
+        .map(|n| input.join(n))
         .collect();
     parts.sort();
     if parts.is_empty() {

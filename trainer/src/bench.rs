@@ -50,8 +50,6 @@ pub struct PipelineBench {
     /// Resident memory before the pipeline started (the binary, libtorch's libraries and
     /// the tokenizer), so `peak - baseline` is what the pipeline itself used.
     pub baseline_rss_bytes: u64,
-    /// Whether the data ran out before the time limit (a finite `data.epochs`).
-    pub exhausted: bool,
 }
 
 /// Consumes batches for up to `seconds` (or until the data ends) and reports throughput.
@@ -68,7 +66,7 @@ pub fn bench_pipeline(
     let limit = Duration::from_secs_f64(seconds.max(0.1));
     let mut batches = 0u64;
     let mut tokens = 0u64;
-    let mut exhausted = true;
+    let mut seconds = 0.0;
     if let Some(first) = loader.next() {
         first?;
         let started = Instant::now();
@@ -77,32 +75,20 @@ pub fn bench_pipeline(
             batches += 1;
             tokens += batch.real_tokens as u64;
             if started.elapsed() >= limit {
-                exhausted = false;
                 break;
             }
         }
-        let secs = started.elapsed().as_secs_f64().max(1e-9);
-        return Ok(PipelineBench {
-            threads,
-            batches,
-            tokens,
-            seconds: secs,
-            pipeline_tokens_per_sec: tokens as f64 / secs,
-            tokens_per_sec_per_thread: tokens as f64 / secs / threads.max(1) as f64,
-            peak_rss_bytes: peak_rss_bytes(),
-            baseline_rss_bytes,
-            exhausted,
-        });
+        seconds = started.elapsed().as_secs_f64();
     }
+    let rate = tokens as f64 / seconds.max(1e-9);
     Ok(PipelineBench {
         threads,
         batches,
         tokens,
-        seconds: 0.0,
-        pipeline_tokens_per_sec: 0.0,
-        tokens_per_sec_per_thread: 0.0,
+        seconds,
+        pipeline_tokens_per_sec: rate,
+        tokens_per_sec_per_thread: rate / threads.max(1) as f64,
         peak_rss_bytes: peak_rss_bytes(),
         baseline_rss_bytes,
-        exhausted,
     })
 }

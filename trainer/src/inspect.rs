@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use arrow_array::{Array, ListArray, UInt32Array};
 use electra_pipeline::shard::{read_manifest, shard_metadata, ShardChecks, ShardReader};
-use electra_pipeline::TextTokenizer;
+use electra_pipeline::{PipelineError, TextTokenizer};
 use electra_schemas::manifest::FILE_NAME;
 use electra_schemas::tokenized;
 
@@ -124,9 +124,9 @@ pub fn inspect(
     {
         let file = std::fs::File::open(first).map_err(TrainError::io(first))?;
         let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| TrainError::Config {
-                origin: first.display().to_string(),
-                message: e.to_string(),
+            .map_err(|source| PipelineError::Parquet {
+                path: first.clone(),
+                source,
             })?;
         let meta = builder.metadata();
         let _ = writeln!(out, "\nshard           {}", first.display());
