@@ -68,6 +68,44 @@ pub struct Batch {
     /// Bad records met in the input chunks whose examples completed in this batch (the
     /// sum over all batches is the run's total).
     pub bad_records: BadRecordCounts,
+    /// Where the stream stands after this batch: a loader started at this cursor yields
+    /// the batches that follow it.
+    pub cursor: DataCursor,
+}
+
+/// A position in the example stream: everything before it has been consumed. Packing and
+/// masking are pure functions of (seed, epoch, document), so this is the whole state a
+/// loader needs to continue exactly where another stopped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DataCursor {
+    /// The epoch.
+    pub epoch: u64,
+    /// Position of the current document in the epoch's document stream (0-based; for
+    /// shards, after the epoch's shard permutation and window shuffle).
+    pub document: u64,
+    /// That document's id (raw files: `source index << 32 | ordinal in the file`), where
+    /// a raw-file reader seeks to.
+    pub doc_id: u64,
+    /// Examples of that document already consumed.
+    pub examples_done: u32,
+}
+
+impl DataCursor {
+    /// The cursor just after example `example_index` of the document at `document`.
+    pub fn after(epoch: u64, document: u64, doc_id: u64, example_index: u32) -> Self {
+        Self {
+            epoch,
+            document,
+            doc_id,
+            examples_done: example_index.saturating_add(1),
+        }
+    }
+
+    /// Whether the example (`epoch`, `document`, `example_index`) comes before the cursor,
+    /// i.e. was already consumed.
+    pub fn consumed(&self, epoch: u64, document: u64, example_index: u32) -> bool {
+        (epoch, document, example_index) < (self.epoch, self.document, self.examples_done)
+    }
 }
 
 impl Batch {
@@ -125,6 +163,7 @@ impl Batch {
                 .collect(),
             real_tokens,
             bad_records,
+            cursor: DataCursor::default(),
         }
     }
 

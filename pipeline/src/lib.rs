@@ -57,10 +57,10 @@ pub mod source;
 pub mod tokenize;
 pub mod train_tokenizer;
 
-pub use batch::{Batch, BatchShape};
+pub use batch::{Batch, BatchShape, DataCursor};
 pub use config::{BadRecordPolicy, DataConfig, MaskStrategy, SourceFormat};
 pub use error::{PipelineError, Result};
-pub use loader::{Loader, LoaderStats};
+pub use loader::{Loader, LoaderStart, LoaderStats};
 pub use mask::{MaskedExample, Masker};
 pub use pack::{PackedExample, Packer};
 pub use source::{expand_files, BadRecordCounts, DocumentChunk, DocumentReader};

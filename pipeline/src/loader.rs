@@ -14,7 +14,11 @@
 //!
 //! Packing and masking depend only on (seed, epoch, doc_id, example_index), and examples
 //! are concatenated in document order, so the batches are identical for any thread count
-//! and any `chunk_bytes`.
+//! and any `chunk_bytes`. Each batch carries the [`DataCursor`] after its last example;
+//! [`Loader::resume`] from that cursor yields exactly the batches that followed it: the
+//! reader seeks (raw files: to the cursor's file and document; shards: to the shard and row
+//! of the cursor's position) and the batcher drops the examples of the cursor's document
+//! that were already consumed.
 
 use std::collections::{BTreeMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -25,10 +29,11 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use crate::batch::{Batch, BatchShape};
+use crate::batch::{Batch, BatchShape, DataCursor};
 use crate::config::DataConfig;
 use crate::error::{PipelineError, Result};
 use crate::mask::{MaskOptions, MaskedExample, Masker};
+use crate::pack::PackedExample;
 use crate::pack::{PackOptions, Packer};
 use crate::parallel::panic_message;
 use crate::shard_stream::{is_manifest_path, ShardSet, ShardStream, ShardStreamOptions};
@@ -42,7 +47,29 @@ const SLOTS_PER_THREAD: usize = 4;
 struct Work {
     seq: u64,
     epoch: u64,
+    /// Position in the epoch of the chunk's first document.
+    first_document: u64,
     chunk: DocumentChunk,
+}
+
+/// A masked example and the position of its document in the epoch.
+type Positioned = (u64, MaskedExample);
+
+/// Where a loader starts: after `batches_done` batches, at `cursor` (the cursor of the last
+/// batch consumed). The default is the beginning of the stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoaderStart {
+    /// Batches already consumed (the first batch out is numbered this).
+    pub batches_done: u64,
+    /// The position after the last consumed example.
+    pub cursor: DataCursor,
+}
+
+impl LoaderStart {
+    /// Whether reading must seek inside the cursor's epoch.
+    fn seeks(&self) -> bool {
+        self.cursor.document > 0 || self.cursor.examples_done > 0
+    }
 }
 
 /// What the batcher receives.
@@ -51,7 +78,7 @@ enum Message {
     Chunk {
         seq: u64,
         epoch: u64,
-        examples: Result<Vec<MaskedExample>>,
+        examples: Result<Vec<Positioned>>,
         bad_records: BadRecordCounts,
     },
     /// The reader is done: `chunks` chunks were sent in all.
@@ -89,7 +116,12 @@ struct Stages {
 }
 
 impl Stages {
-    fn process(&self, chunk: &DocumentChunk, epoch: u64) -> Result<Vec<MaskedExample>> {
+    fn process(
+        &self,
+        chunk: &DocumentChunk,
+        epoch: u64,
+        first_document: u64,
+    ) -> Result<Vec<Positioned>> {
         #[cfg(test)]
         tests::fault::check(&chunk.batch);
         let is_tokenized = chunk
@@ -102,8 +134,21 @@ impl Stages {
         } else {
             self.tokenizer.tokenize(&chunk.batch)?
         };
-        let examples = self.packer.pack(&tokenized, self.seed, epoch)?;
-        self.masker.mask_batch(&examples, self.seed, epoch)
+        let packed = self.packer.pack_rows(&tokenized, self.seed, epoch)?;
+        Ok(packed
+            .into_iter()
+            .map(|(row, e): (usize, PackedExample)| {
+                let masked = self.masker.mask(
+                    self.seed,
+                    epoch,
+                    e.doc_id,
+                    e.example_index,
+                    &e.input_ids,
+                    &e.segment_ids,
+                );
+                (first_document + row as u64, masked)
+            })
+            .collect())
     }
 }
 
@@ -142,6 +187,17 @@ impl Loader {
     /// Validates the config, expands the file list (missing files fail here) and starts the
     /// threads.
     pub fn new(config: &DataConfig, tokenizer: TextTokenizer, seed: u64) -> Result<Loader> {
+        Self::resume(config, tokenizer, seed, LoaderStart::default())
+    }
+
+    /// [`new`](Self::new), starting at `start`: the batches out are exactly those a loader
+    /// from the beginning yields after `start.cursor`, numbered from `start.batches_done`.
+    pub fn resume(
+        config: &DataConfig,
+        tokenizer: TextTokenizer,
+        seed: u64,
+        start: LoaderStart,
+    ) -> Result<Loader> {
         config.validate()?;
         if config.files.is_empty() {
             return Err(PipelineError::InvalidConfig {
@@ -202,6 +258,7 @@ impl Loader {
             stream_options,
             options: SourceOptions::from_config(config),
             epochs: config.epochs,
+            start,
             stop: stop.clone(),
             counters: counters.clone(),
             work: work_tx,
@@ -223,6 +280,7 @@ impl Loader {
         drop(work_rx);
         drop(result_tx);
         let batcher = Batcher {
+            start,
             batch_size: config.batch_size,
             shape,
             results: result_rx,
@@ -313,6 +371,7 @@ struct Reader {
     stream_options: ShardStreamOptions,
     options: SourceOptions,
     epochs: Option<u64>,
+    start: LoaderStart,
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
     work: Sender<Work>,
@@ -349,19 +408,28 @@ impl Reader {
     /// Sends every chunk of every epoch. `Ok(Some(n))`: done after n chunks; `Ok(None)`:
     /// stopped; `Err`: a read error, to be reported as chunk `*seq`.
     fn read_all(&self, seq: &mut u64) -> Result<Option<u64>> {
-        let mut epoch = 0u64;
+        let mut epoch = self.start.cursor.epoch;
         let mut verified = HashSet::new();
         while self.epochs.is_none_or(|n| epoch < n) {
+            // The first epoch of a resumed stream starts at the cursor's document.
+            let seek = epoch == self.start.cursor.epoch && self.start.seeks();
+            let first = if seek { self.start.cursor.document } else { 0 };
             let mut documents_this_epoch = 0u64;
             let mut reader: Box<dyn Iterator<Item = Result<DocumentChunk>> + '_> =
                 match &self.corpus {
                     Corpus::Files(files) => {
-                        Box::new(DocumentReader::new(files.clone(), self.options.clone())?)
+                        let mut reader = DocumentReader::new(files.clone(), self.options.clone())?;
+                        if seek {
+                            let doc_id = self.start.cursor.doc_id;
+                            reader.seek((doc_id >> 32) as u32, doc_id & 0xFFFF_FFFF)?;
+                        }
+                        Box::new(reader)
                     }
                     Corpus::Shards(set) => Box::new(ShardStream::new(
                         set,
                         self.stream_options.clone(),
                         epoch,
+                        first,
                         &mut verified,
                     )),
                 };
@@ -374,6 +442,7 @@ impl Reader {
                 let work = Work {
                     seq: *seq,
                     epoch,
+                    first_document: first + documents_this_epoch,
                     chunk,
                 };
                 if self.work.send(work).is_err() {
@@ -387,7 +456,7 @@ impl Reader {
                 self.counters.chunks.fetch_add(1, Ordering::Relaxed);
             }
             drop(reader);
-            if documents_this_epoch == 0 {
+            if documents_this_epoch == 0 && first == 0 {
                 return Err(PipelineError::EmptyCorpus {
                     files: match &self.corpus {
                         Corpus::Files(files) => files.clone(),
@@ -408,17 +477,25 @@ fn worker(
     results: &Sender<Message>,
     stop: &AtomicBool,
 ) {
-    while let Ok(Work { seq, epoch, chunk }) = work.recv() {
+    while let Ok(Work {
+        seq,
+        epoch,
+        first_document,
+        chunk,
+    }) = work.recv()
+    {
         if stop.load(Ordering::Relaxed) {
             continue; // drain quickly so the reader is never left blocked
         }
-        let examples = catch_unwind(AssertUnwindSafe(|| stages.process(&chunk, epoch)))
-            .unwrap_or_else(|payload| {
-                Err(PipelineError::WorkerPanicked {
-                    thread: thread.to_string(),
-                    message: panic_message(payload.as_ref()),
-                })
-            });
+        let examples = catch_unwind(AssertUnwindSafe(|| {
+            stages.process(&chunk, epoch, first_document)
+        }))
+        .unwrap_or_else(|payload| {
+            Err(PipelineError::WorkerPanicked {
+                thread: thread.to_string(),
+                message: panic_message(payload.as_ref()),
+            })
+        });
         let message = Message::Chunk {
             seq,
             epoch,
@@ -432,6 +509,7 @@ fn worker(
 }
 
 struct Batcher {
+    start: LoaderStart,
     batch_size: usize,
     shape: BatchShape,
     results: Receiver<Message>,
@@ -444,7 +522,8 @@ struct Batcher {
 /// Examples waiting to fill a batch, with the bad-record counts of the chunks they came from.
 #[derive(Default)]
 struct Pending {
-    examples: Vec<(u64, MaskedExample)>,
+    /// `(epoch, document position, example)`.
+    examples: Vec<(u64, u64, MaskedExample)>,
     /// Bad records of chunks whose examples are all in `examples` (or already sent).
     bad: BadRecordCounts,
     /// `(examples.len() when the chunk was consumed, its counts)`: attributed to the batch
@@ -475,12 +554,13 @@ impl Batcher {
     /// Receives results in order and sends batches, holding the newest one back in `held`
     /// so that the counts of chunks without examples at the very end can join it.
     fn batch_all(&self, held: &mut Option<Batch>) -> Result<()> {
-        let mut reorder: BTreeMap<u64, (u64, Result<Vec<MaskedExample>>, BadRecordCounts)> =
+        let mut reorder: BTreeMap<u64, (u64, Result<Vec<Positioned>>, BadRecordCounts)> =
             BTreeMap::new();
         let mut next_seq = 0u64;
         let mut end: Option<u64> = None;
         let mut pending = Pending::default();
-        let mut seq_no = 0u64;
+        let mut seq_no = self.start.batches_done;
+        let cursor = self.start.cursor;
         loop {
             if end.is_some_and(|n| next_seq >= n) {
                 break;
@@ -514,9 +594,12 @@ impl Batcher {
                 self.counters
                     .examples
                     .fetch_add(examples.len() as u64, Ordering::Relaxed);
-                pending
-                    .examples
-                    .extend(examples.into_iter().map(|e| (epoch, e)));
+                pending.examples.extend(
+                    examples
+                        .into_iter()
+                        .filter(|(document, e)| !cursor.consumed(epoch, *document, e.example_index))
+                        .map(|(document, e)| (epoch, document, e)),
+                );
                 pending.markers.push((pending.examples.len(), bad));
                 while pending.examples.len() >= self.batch_size {
                     let batch = self.cut(&mut pending, self.batch_size, seq_no);
@@ -552,7 +635,7 @@ impl Batcher {
 
     /// Takes the first `n` pending examples as batch `seq_no`.
     fn cut(&self, pending: &mut Pending, n: usize, seq_no: u64) -> Batch {
-        let taken: Vec<(u64, MaskedExample)> = pending.examples.drain(..n).collect();
+        let taken: Vec<(u64, u64, MaskedExample)> = pending.examples.drain(..n).collect();
         let mut bad = std::mem::take(&mut pending.bad);
         pending.markers.retain_mut(|(end, counts)| {
             if *end <= n {
@@ -563,9 +646,16 @@ impl Batcher {
                 true
             }
         });
-        let epoch = taken.first().map_or(0, |(e, _)| *e);
-        let examples: Vec<MaskedExample> = taken.into_iter().map(|(_, e)| e).collect();
-        Batch::from_examples(seq_no, epoch, &examples, &self.shape, bad)
+        let epoch = taken.first().map_or(0, |(e, _, _)| *e);
+        let cursor = taken
+            .last()
+            .map_or(self.start.cursor, |(epoch, document, e)| {
+                DataCursor::after(*epoch, *document, e.doc_id, e.example_index)
+            });
+        let examples: Vec<MaskedExample> = taken.into_iter().map(|(_, _, e)| e).collect();
+        let mut batch = Batch::from_examples(seq_no, epoch, &examples, &self.shape, bad);
+        batch.cursor = cursor;
+        batch
     }
 }
 
@@ -775,6 +865,7 @@ pub(crate) mod tests {
         let (slot_tx, _slot_rx) = bounded(4);
         let (out_tx, out_rx) = bounded(4);
         let batcher = Batcher {
+            start: LoaderStart::default(),
             batch_size: 2,
             shape: BatchShape::from_config(&DataConfig::default(), 0),
             results: result_rx,
@@ -795,7 +886,7 @@ pub(crate) mod tests {
             .send(Message::Chunk {
                 seq: 0,
                 epoch: 0,
-                examples: Ok(vec![example.clone(); 5]),
+                examples: Ok((0..5).map(|i| (i, example.clone())).collect()),
                 bad_records: BadRecordCounts::default(),
             })
             .unwrap();

@@ -279,6 +279,21 @@ impl Packer {
         seed: u64,
         epoch: u64,
     ) -> Result<Vec<PackedExample>> {
+        Ok(self
+            .pack_rows(tokenized, seed, epoch)?
+            .into_iter()
+            .map(|(_, example)| example)
+            .collect())
+    }
+
+    /// [`pack_examples`](Self::pack_examples), each example with the row of the document it
+    /// came from.
+    pub fn pack_rows(
+        &self,
+        tokenized: &RecordBatch,
+        seed: u64,
+        epoch: u64,
+    ) -> Result<Vec<(usize, PackedExample)>> {
         check_schema(&tokenized.schema(), &tokenized::schema(), "packer input")?;
         let doc_ids: &UInt64Array = column(tokenized, tokenized::DOC_ID)?;
         let (io, ids): (&[i32], &UInt32Array) = list_column(tokenized, tokenized::INPUT_IDS)?;
@@ -292,14 +307,18 @@ impl Packer {
             word_buf.extend((wo[row] as usize..wo[row + 1] as usize).map(|i| words.value(i)));
             word_buf.resize(doc_ids_row.len(), true);
             let ends_row = &ends.values()[eo[row] as usize..eo[row + 1] as usize];
-            out.extend(self.pack_document(
-                seed,
-                epoch,
-                doc_ids.value(row),
-                doc_ids_row,
-                &word_buf,
-                ends_row,
-            ));
+            out.extend(
+                self.pack_document(
+                    seed,
+                    epoch,
+                    doc_ids.value(row),
+                    doc_ids_row,
+                    &word_buf,
+                    ends_row,
+                )
+                .into_iter()
+                .map(|example| (row, example)),
+            );
         }
         Ok(out)
     }

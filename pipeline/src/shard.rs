@@ -444,6 +444,12 @@ impl ShardReader {
     /// Opens `path`, checking sha256 (when given), footer size, schema, schema version and
     /// tokenizer hash before any row is read.
     pub fn open(path: &Path, checks: &ShardChecks) -> Result<Self> {
+        Self::open_at(path, checks, 0)
+    }
+
+    /// [`open`](Self::open), reading from row `first_row` on (pages before it are skipped
+    /// where the file's page index allows).
+    pub fn open_at(path: &Path, checks: &ShardChecks, first_row: usize) -> Result<Self> {
         if let Some(expected) = &checks.sha256 {
             let actual = file_sha256(path)?;
             if &actual != expected {
@@ -499,6 +505,7 @@ impl ShardReader {
         }
         let inner = builder
             .with_batch_size(READ_BATCH_ROWS)
+            .with_offset(first_row)
             .build()
             .map_err(parquet_err(path))?;
         Ok(Self {

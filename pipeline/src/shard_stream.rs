@@ -1,17 +1,20 @@
 //! Training from Parquet shards: the shards of one or more manifests, streamed as chunks
 //! of tokenized documents, with a deterministic per-epoch shuffle.
 //!
-//! Every epoch the shard order is permuted and documents are shuffled within a window of
-//! `shuffle_window` documents, both from an RNG derived from (seed, epoch); with
-//! `shuffle = false` documents come in manifest order, exactly the order the raw corpus
-//! gives. Each shard's sha256 is checked against its manifest the first time it is opened
+//! Every epoch the shard order is permuted (from an RNG derived from (seed, epoch)); the
+//! documents of the permuted shards, one after another, are cut into blocks of
+//! `shuffle_window` documents and each block is permuted (from (seed, epoch, block)). A
+//! document's position in the epoch therefore determines which block, shard and row it
+//! comes from, so a stream can start at any position by opening one shard at one row: a
+//! resumed run does not re-read the epoch. With `shuffle = false` documents come in
+//! manifest order, exactly the order the raw corpus gives. Each shard's sha256 is checked against its manifest the first time it is opened
 //! (`verify_shards`), its tokenizer hash against the run's, and its token ids against the
 //! vocabulary.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use arrow_array::{Array, RecordBatch};
+use arrow_array::{RecordBatch, UInt32Array};
 use electra_schemas::manifest::{ShardEntry, FILE_NAME};
 use electra_schemas::tokenized;
 
@@ -22,6 +25,8 @@ use crate::source::{BadRecordCounts, DocumentChunk};
 
 /// Stream tag of the shuffle RNG (distinct from packing and masking).
 const SHUFFLE_STREAM: u64 = 0x5348_5546;
+/// Sub-stream tag of the per-block document permutations.
+const BLOCK_STREAM: u64 = 0x626c_6f63;
 /// Documents per chunk handed to a worker.
 pub const CHUNK_DOCUMENTS: usize = 256;
 
@@ -118,29 +123,44 @@ pub struct ShardStreamOptions {
 pub struct ShardStream<'a> {
     set: &'a ShardSet,
     options: ShardStreamOptions,
+    epoch: u64,
     order: Vec<usize>,
+    /// Next entry of `order` to open.
     next_shard: usize,
+    /// Row at which the next shard opened starts (non-zero only after a seek).
+    first_row: usize,
     reader: Option<ShardReader>,
+    /// Rows read from the shards but not yet put into a block.
+    leftover: Option<RecordBatch>,
     verified: &'a mut HashSet<PathBuf>,
-    window: Window,
-    rng: Rng,
+    /// The current shuffled block and the next row of it to hand out.
+    block: Option<RecordBatch>,
+    block_next: usize,
+    /// Rows of the next block to drop (the documents before the start position).
+    skip_in_block: usize,
+    /// Index of the next block in the epoch.
+    next_block: u64,
     done: bool,
 }
 
 impl std::fmt::Debug for ShardStream<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShardStream")
+            .field("epoch", &self.epoch)
             .field("next_shard", &self.next_shard)
+            .field("next_block", &self.next_block)
             .finish()
     }
 }
 
 impl<'a> ShardStream<'a> {
-    /// The stream of `epoch`; `verified` remembers shards already checked.
+    /// The stream of `epoch` from its document `start` on (0 for the whole epoch);
+    /// `verified` remembers shards already checked.
     pub fn new(
         set: &'a ShardSet,
         options: ShardStreamOptions,
         epoch: u64,
+        start: u64,
         verified: &'a mut HashSet<PathBuf>,
     ) -> Self {
         let mut rng = Rng::derive(options.seed, &[SHUFFLE_STREAM, epoch]);
@@ -151,17 +171,46 @@ impl<'a> ShardStream<'a> {
                 order.swap(i, j);
             }
         }
+        let block_rows = Self::block_rows(&options) as u64;
+        let (next_block, block_start) = if options.shuffle {
+            (start / block_rows, start / block_rows * block_rows)
+        } else {
+            (0, start)
+        };
+        // The shard (in this epoch's order) and row where reading starts.
+        let mut next_shard = order.len();
+        let mut first_row = 0;
+        let mut before = 0u64;
+        for (k, &index) in order.iter().enumerate() {
+            let rows = set.shards[index].1.rows;
+            if block_start < before + rows {
+                next_shard = k;
+                first_row = (block_start - before) as usize;
+                break;
+            }
+            before += rows;
+        }
         Self {
             set,
+            epoch,
             order,
-            next_shard: 0,
+            next_shard,
+            first_row,
             reader: None,
+            leftover: None,
             verified,
-            window: Window::default(),
-            rng,
+            block: None,
+            block_next: 0,
+            skip_in_block: (start - block_start) as usize,
+            next_block,
             done: false,
             options,
         }
+    }
+
+    /// Documents per shuffle block.
+    fn block_rows(options: &ShardStreamOptions) -> usize {
+        options.shuffle_window.max(1)
     }
 
     /// The next batch read from the shards, or None at the end of the last shard.
@@ -186,30 +235,82 @@ impl<'a> ShardStream<'a> {
                 bytes: Some(entry.bytes),
                 rows: Some(entry.rows),
             };
-            self.reader = Some(ShardReader::open(path, &checks)?);
+            let first_row = std::mem::take(&mut self.first_row);
+            self.reader = Some(ShardReader::open_at(path, &checks, first_row)?);
             if verify {
                 self.verified.insert(path.clone());
             }
         }
     }
 
+    /// Up to `n` rows in stream order (fewer only at the end of the epoch).
+    fn read_rows(&mut self, n: usize) -> Result<Vec<RecordBatch>> {
+        let mut parts = Vec::new();
+        let mut have = 0;
+        while have < n {
+            let batch = match self.leftover.take() {
+                Some(batch) => batch,
+                None => match self.read_batch()? {
+                    Some(batch) => batch,
+                    None => break,
+                },
+            };
+            let need = n - have;
+            if batch.num_rows() > need {
+                parts.push(batch.slice(0, need));
+                self.leftover = Some(batch.slice(need, batch.num_rows() - need));
+                have = n;
+            } else {
+                have += batch.num_rows();
+                parts.push(batch);
+            }
+        }
+        Ok(parts)
+    }
+
+    /// Reads and permutes the next block; false at the end of the epoch.
+    fn next_block(&mut self) -> Result<bool> {
+        let parts = self.read_rows(Self::block_rows(&self.options))?;
+        if parts.is_empty() {
+            return Ok(false);
+        }
+        let batch = arrow_select::concat::concat_batches(&tokenized::schema(), &parts)?;
+        let mut rng = Rng::derive(
+            self.options.seed,
+            &[SHUFFLE_STREAM, self.epoch, BLOCK_STREAM, self.next_block],
+        );
+        let mut permutation: Vec<u32> = (0..batch.num_rows() as u32).collect();
+        for i in (1..permutation.len()).rev() {
+            let j = rng.below(i as u64 + 1) as usize;
+            permutation.swap(i, j);
+        }
+        let shuffled =
+            arrow_select::take::take_record_batch(&batch, &UInt32Array::from(permutation))?;
+        self.next_block += 1;
+        self.block_next = std::mem::take(&mut self.skip_in_block);
+        self.block = Some(shuffled);
+        Ok(true)
+    }
+
     fn next_chunk(&mut self) -> Result<Option<RecordBatch>> {
         if !self.options.shuffle {
             return self.read_batch();
         }
-        let window = self.options.shuffle_window.max(CHUNK_DOCUMENTS);
-        while self.window.len() < window {
-            match self.read_batch()? {
-                Some(batch) => self.window.push(batch),
-                None => break,
+        loop {
+            if let Some(block) = &self.block {
+                let rows = block.num_rows();
+                if self.block_next < rows {
+                    let n = CHUNK_DOCUMENTS.min(rows - self.block_next);
+                    let chunk = block.slice(self.block_next, n);
+                    self.block_next += n;
+                    return Ok(Some(chunk));
+                }
+                self.block = None;
+            }
+            if !self.next_block()? {
+                return Ok(None);
             }
         }
-        if self.window.len() == 0 {
-            return Ok(None);
-        }
-        self.window
-            .take_random(CHUNK_DOCUMENTS, &mut self.rng)
-            .map(Some)
     }
 }
 
@@ -234,85 +335,5 @@ impl Iterator for ShardStream<'_> {
                 Some(Err(e))
             }
         }
-    }
-}
-
-/// Documents held for shuffling, as references into the batches they came in.
-#[derive(Default)]
-struct Window {
-    batches: Vec<Option<RecordBatch>>,
-    live: Vec<usize>,
-    rows: Vec<(usize, usize)>,
-}
-
-impl Window {
-    fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    fn push(&mut self, batch: RecordBatch) {
-        let index = self.batches.len();
-        let n = batch.num_rows();
-        self.rows.extend((0..n).map(|r| (index, r)));
-        self.live.push(n);
-        self.batches.push(Some(batch));
-    }
-
-    /// Removes up to `n` documents chosen uniformly at random and returns them as a batch.
-    fn take_random(&mut self, n: usize, rng: &mut Rng) -> Result<RecordBatch> {
-        let take = n.min(self.rows.len());
-        let mut picked = Vec::with_capacity(take);
-        for _ in 0..take {
-            let j = rng.below(self.rows.len() as u64) as usize;
-            picked.push(self.rows.swap_remove(j));
-        }
-        // Only the batches still held take part; indices are remapped onto them.
-        let mut slot = vec![usize::MAX; self.batches.len()];
-        let mut held = Vec::new();
-        for (i, b) in self.batches.iter().enumerate() {
-            if let Some(batch) = b {
-                slot[i] = held.len();
-                held.push(batch);
-            }
-        }
-        let remapped: Vec<(usize, usize)> = picked.iter().map(|&(b, r)| (slot[b], r)).collect();
-        let schema = tokenized::schema();
-        let mut columns = Vec::with_capacity(schema.fields().len());
-        for c in 0..schema.fields().len() {
-            let arrays: Vec<&dyn Array> =
-                held.iter().map(|batch| batch.column(c).as_ref()).collect();
-            columns.push(arrow_select::interleave::interleave(&arrays, &remapped)?);
-        }
-        for &(b, _) in &picked {
-            self.live[b] -= 1;
-            if self.live[b] == 0 {
-                self.batches[b] = None;
-            }
-        }
-        let held_now = self.batches.iter().filter(|b| b.is_some()).count();
-        if held_now * 2 < self.batches.len() {
-            self.compact();
-        }
-        Ok(RecordBatch::try_new(schema, columns)?)
-    }
-
-    /// Drops the slots of batches whose rows were all taken, so the bookkeeping stays
-    /// proportional to the window, not to the epoch.
-    fn compact(&mut self) {
-        let mut slot = vec![usize::MAX; self.batches.len()];
-        let mut batches = Vec::new();
-        let mut live = Vec::new();
-        for (i, b) in self.batches.drain(..).enumerate() {
-            if let Some(batch) = b {
-                slot[i] = batches.len();
-                batches.push(Some(batch));
-                live.push(self.live[i]);
-            }
-        }
-        for row in &mut self.rows {
-            row.0 = slot[row.0];
-        }
-        self.batches = batches;
-        self.live = live;
     }
 }

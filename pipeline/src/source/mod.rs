@@ -331,6 +331,8 @@ struct OpenFile {
     parser: Parser,
     line_no: u64,
     ordinal: u64,
+    /// Documents with a smaller ordinal are read and dropped (see [`DocumentReader::seek`]).
+    skip_to: u64,
     warnings: u32,
 }
 
@@ -405,6 +407,8 @@ pub struct DocumentReader {
     line: Vec<u8>,
     /// Documents emitted so far over all files.
     documents: u64,
+    /// `(source index, ordinal)` where reading starts (see [`DocumentReader::seek`]).
+    seek: Option<(u32, u64)>,
     done: bool,
 }
 
@@ -442,8 +446,29 @@ impl DocumentReader {
             chunk: ChunkBuilder::new()?,
             line: Vec::new(),
             documents: 0,
+            seek: None,
             done: false,
         })
+    }
+
+    /// Starts reading at document `ordinal` (0-based) of the file whose source index is
+    /// `source`: files before it are not opened, and its earlier documents are parsed and
+    /// dropped, their bad records not counted again. This is how a resumed run continues
+    /// a raw corpus; call it before the first chunk.
+    pub fn seek(&mut self, source: u32, ordinal: u64) -> Result<()> {
+        let Some(position) = self.indices.iter().position(|&i| i == source) else {
+            return Err(PipelineError::InvalidConfig {
+                field: "files",
+                reason: format!(
+                    "cannot resume at source file {source}: the run now reads {} files (was the file list changed?)",
+                    self.files.len()
+                ),
+            });
+        };
+        self.next_file = position;
+        self.current = None;
+        self.seek = Some((source, ordinal));
+        Ok(())
     }
 
     /// The documents schema of the batches.
@@ -497,6 +522,10 @@ impl DocumentReader {
             parser,
             line_no: 0,
             ordinal: 0,
+            skip_to: match self.seek {
+                Some((source, ordinal)) if source == self.indices[index] => ordinal,
+                _ => 0,
+            },
             warnings: 0,
         })
     }
@@ -506,12 +535,19 @@ impl DocumentReader {
     fn read_file(&mut self, file: &mut OpenFile) -> Result<bool> {
         let cap = self.options.max_doc_bytes;
         let policy = self.options.on_bad_record;
+        // Bad records inside documents skipped by a seek were counted by the earlier run.
+        let mut already_counted = BadRecordCounts::default();
         while self.chunk.text_bytes < self.options.chunk_bytes {
             let line = file.lines.next_line(&mut self.line, cap);
+            let skipping = file.ordinal < file.skip_to;
             let mut ctx = FileContext {
                 path: &file.path,
                 policy,
-                bad: &mut self.chunk.bad,
+                bad: if skipping {
+                    &mut already_counted
+                } else {
+                    &mut self.chunk.bad
+                },
                 warnings: &mut file.warnings,
             };
             let (outcome, ended) = match line {
@@ -565,6 +601,9 @@ impl DocumentReader {
     fn push(&mut self, file: &mut OpenFile, doc: &Document) {
         let doc_id = (u64::from(file.index) << 32) | (file.ordinal & 0xFFFF_FFFF);
         file.ordinal += 1;
+        if file.ordinal <= file.skip_to {
+            return;
+        }
         self.documents += 1;
         self.chunk.push(doc_id, file.index, doc);
     }

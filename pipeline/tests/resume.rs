@@ -1,0 +1,149 @@
+//! Exact resume of the data stream: a loader started at the cursor of batch k yields
+//! exactly the batches that followed batch k, for raw files and for shuffled shards, with
+//! another thread count and across an epoch boundary, so every example is consumed once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use electra_pipeline::preprocess::{preprocess, PreprocessOptions};
+use electra_pipeline::source::SourceOptions;
+use electra_pipeline::{Batch, DataConfig, Loader, LoaderStart, TextTokenizer};
+
+fn data(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../data")
+        .join(rel)
+}
+
+fn tokenizer() -> TextTokenizer {
+    TextTokenizer::from_file(data("tokenizer/bert-base-uncased/tokenizer.json")).unwrap()
+}
+
+/// Moby Dick plus the first 25 State of the Union speeches as a second (JSONL) file, so a
+/// cursor can point into either file.
+fn corpus(dir: &Path) -> Vec<PathBuf> {
+    let mut text = String::new();
+    zstd::stream::read::Decoder::new(std::fs::File::open(data("corpus/sotu.jsonl.zst")).unwrap())
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    let head: Vec<&str> = text.lines().take(25).collect();
+    let jsonl = dir.join("sotu-head.jsonl");
+    std::fs::write(&jsonl, head.join("\n") + "\n").unwrap();
+    vec![data("corpus/moby_dick.txt.zst"), jsonl]
+}
+
+fn all(config: &DataConfig, start: LoaderStart) -> Vec<Batch> {
+    Loader::resume(config, tokenizer(), 11, start)
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+/// Cuts the full stream at several batches (the first, one in each file, the last of
+/// epoch 0, the one before the end) and checks that resuming from each cut gives the rest.
+fn check_resume(config: &DataConfig, threads_after: usize) {
+    let full = all(config, LoaderStart::default());
+    assert!(full.len() > 40, "{} batches", full.len());
+    let epoch_end = full.iter().position(|b| b.cursor.epoch == 1).unwrap() - 1;
+    let second_file = full
+        .iter()
+        .position(|b| b.example_ids.iter().any(|&(doc, _)| doc >> 32 == 1))
+        .unwrap_or(full.len() / 2);
+    let cuts = [
+        0,
+        1,
+        full.len() / 5,
+        second_file,
+        epoch_end,
+        epoch_end + 1,
+        full.len() - 2,
+        full.len() - 1,
+    ];
+    let resumed_config = DataConfig {
+        threads: threads_after,
+        chunk_bytes: config.chunk_bytes / 2 + 1000,
+        ..config.clone()
+    };
+    for k in cuts {
+        let start = LoaderStart {
+            batches_done: k as u64 + 1,
+            cursor: full[k].cursor,
+        };
+        let rest = all(&resumed_config, start);
+        assert_eq!(
+            rest.len(),
+            full.len() - k - 1,
+            "resuming after batch {k} of {} (cursor {:?})",
+            full.len(),
+            full[k].cursor
+        );
+        for (a, b) in rest.iter().zip(&full[k + 1..]) {
+            assert!(
+                a == b,
+                "batch {} differs after resuming from batch {k} ({:?})",
+                b.seq_no,
+                full[k].cursor
+            );
+        }
+    }
+}
+
+#[test]
+fn resuming_a_raw_corpus_continues_exactly_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = DataConfig {
+        files: corpus(dir.path())
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        batch_size: 24,
+        max_seq_len: 128,
+        threads: 1,
+        chunk_bytes: 64 << 10,
+        epochs: Some(2),
+        ..DataConfig::default()
+    };
+    check_resume(&config, 3);
+}
+
+#[test]
+fn resuming_shuffled_shards_continues_exactly_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = corpus(dir.path());
+    let out = dir.path().join("shards");
+    let report = preprocess(
+        &PreprocessOptions {
+            files,
+            part_index: 0,
+            num_parts: 1,
+            out_dir: out,
+            rows_per_shard: 16,
+            threads: 2,
+            source: SourceOptions::default(),
+            tool_version: "test".into(),
+            zstd_level: 3,
+        },
+        &tokenizer(),
+        |_| {},
+    )
+    .unwrap();
+    let config = DataConfig {
+        files: vec![report.manifest.display().to_string()],
+        batch_size: 24,
+        max_seq_len: 128,
+        threads: 2,
+        epochs: Some(2),
+        shuffle: true,
+        shuffle_window: 40,
+        ..DataConfig::default()
+    };
+    check_resume(&config, 1);
+    let unshuffled = DataConfig {
+        shuffle: false,
+        ..config
+    };
+    check_resume(&unshuffled, 3);
+}
