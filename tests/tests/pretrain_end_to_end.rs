@@ -30,6 +30,8 @@ fn the_discriminator_learns_on_the_embedded_corpus() {
             device: DeviceChoice::Cpu,
             progress: false,
             init_from_hf: None,
+            resume: false,
+            stop: None,
         },
     )
     .unwrap();

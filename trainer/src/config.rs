@@ -39,6 +39,29 @@ pub struct RunConfig {
     /// Optimizer, schedule, seed, logging.
     #[serde(default)]
     pub train: TrainSection,
+    /// When checkpoints are written and how many are kept.
+    #[serde(default)]
+    pub checkpoint: CheckpointSection,
+}
+
+/// `[checkpoint]`: see [`crate::checkpoint`] for what a checkpoint holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointSection {
+    /// Write a checkpoint every this many steps; 0 writes one only at the end of the run
+    /// and when it is stopped by a signal (default 1000).
+    pub every_steps: u64,
+    /// Keep the newest this many checkpoints (default 3).
+    pub keep: usize,
+}
+
+impl Default for CheckpointSection {
+    fn default() -> Self {
+        Self {
+            every_steps: 1000,
+            keep: 3,
+        }
+    }
 }
 
 /// The training objective.
@@ -166,6 +189,9 @@ pub struct TrainSection {
     pub clip_grad_norm: f64,
     /// Append a metrics row every this many steps (default 100).
     pub log_every: u64,
+    /// A step whose loss or gradient norm is not finite makes no update and is counted;
+    /// after this many such steps in a row the run stops with an error (default 10).
+    pub max_bad_steps: u64,
 }
 
 impl Default for TrainSection {
@@ -183,6 +209,7 @@ impl Default for TrainSection {
             bias_correction: false,
             clip_grad_norm: DEFAULT_CLIP_GRAD_NORM,
             log_every: DEFAULT_LOG_EVERY,
+            max_bad_steps: 10,
         }
     }
 }
@@ -274,6 +301,12 @@ impl RunConfig {
         if t.log_every == 0 {
             return Err(invalid("train.log_every", "must be at least 1".into()));
         }
+        if t.max_bad_steps == 0 {
+            return Err(invalid("train.max_bad_steps", "must be at least 1".into()));
+        }
+        if self.checkpoint.keep == 0 {
+            return Err(invalid("checkpoint.keep", "must be at least 1".into()));
+        }
         if !(t.learning_rate.is_finite() && t.learning_rate >= 0.0) {
             return Err(invalid(
                 "train.learning_rate",
@@ -295,12 +328,58 @@ impl RunConfig {
         self.data.tokenizer = resolve(&self.data.tokenizer);
     }
 
+    /// The dotted keys where `self` and `other` differ, ignoring what a resumed run may
+    /// change (see [`TrainError::ResumeMismatch`]).
+    pub fn resume_differences(&self, other: &RunConfig) -> Result<Vec<String>> {
+        let mut a = self.clone();
+        let b = other;
+        a.train.max_steps = b.train.max_steps;
+        a.train.log_every = b.train.log_every;
+        a.train.max_bad_steps = b.train.max_bad_steps;
+        a.data.threads = b.data.threads;
+        a.data.prefetch = b.data.prefetch;
+        a.data.chunk_bytes = b.data.chunk_bytes;
+        a.data.verify_shards = b.data.verify_shards;
+        a.checkpoint = b.checkpoint.clone();
+        let to_value = |c: &RunConfig| {
+            toml::Value::try_from(c).map_err(|e| TrainError::Config {
+                origin: "resolved config".into(),
+                message: e.to_string(),
+            })
+        };
+        let mut keys = Vec::new();
+        diff_values("", &to_value(&a)?, &to_value(b)?, &mut keys);
+        Ok(keys)
+    }
+
     /// The config as TOML, every default written out.
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string_pretty(self).map_err(|e| TrainError::Config {
             origin: "resolved config".into(),
             message: e.to_string(),
         })
+    }
+}
+
+/// Collects the dotted keys where two TOML values differ.
+fn diff_values(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (toml::Value::Table(x), toml::Value::Table(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for key in keys {
+                let name = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                match (x.get(key), y.get(key)) {
+                    (Some(va), Some(vb)) => diff_values(&name, va, vb, out),
+                    _ => out.push(name),
+                }
+            }
+        }
+        _ if a != b => out.push(prefix.to_string()),
+        _ => {}
     }
 }
 

@@ -31,6 +31,18 @@ pub enum TrainError {
     /// `--device cuda` was asked for but libtorch sees no GPU.
     #[error("--device cuda: no CUDA device is available to libtorch")]
     NoCuda,
+    /// A checkpoint folder is incomplete, corrupt or does not fit the model.
+    #[error("checkpoint {}: {reason}", path.display())]
+    Checkpoint { path: PathBuf, reason: String },
+    /// `--resume` found nothing to resume from.
+    #[error("nothing to resume in {}: {refused}", dir.display())]
+    NoCheckpoint { dir: PathBuf, refused: String },
+    /// The resumed run's config differs from the checkpoint's where it matters.
+    #[error("cannot resume with a different experiment: {keys} differ from the checkpoint's config (only train.max_steps, train.log_every, train.max_bad_steps, data.threads, data.prefetch, data.chunk_bytes, data.verify_shards and [checkpoint] may change)")]
+    ResumeMismatch { keys: String },
+    /// Too many steps in a row had a non-finite loss or gradient norm.
+    #[error("{count} steps in a row (up to step {step}) had a non-finite loss or gradient norm and were skipped; stopping (train.max_bad_steps). Lower the learning rate or check the data")]
+    NonFinite { step: u64, count: u64 },
     /// The data stream ended before the run's last step.
     #[error("the data ended after {batches} batches, before step {needed}; set data.epochs higher or leave it unset")]
     DataExhausted { batches: u64, needed: u64 },

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod bench;
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod inspect;

@@ -3,6 +3,8 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -110,6 +112,32 @@ struct PretrainArgs {
     /// Never draw a progress bar, even on a terminal.
     #[arg(long)]
     no_progress: bool,
+    /// Continue the run in --run-dir from its newest complete checkpoint (weights,
+    /// optimizer, data position, counters). The config must be the same experiment; only
+    /// max_steps, log_every, max_bad_steps, loader threads/prefetch/chunk_bytes,
+    /// verify_shards and [checkpoint] may change.
+    #[arg(long)]
+    resume: bool,
+}
+
+/// Exit status of a run stopped by SIGTERM or SIGINT after it wrote its checkpoint:
+/// `EX_TEMPFAIL`, "try again" (with `--resume`).
+const EXIT_INTERRUPTED: u8 = 75;
+
+/// SIGTERM and SIGINT set the returned flag: the run finishes its step, writes a checkpoint
+/// and exits with [`EXIT_INTERRUPTED`]. A second signal while the first is handled exits at
+/// once with 128 + the signal number (130 for Ctrl-C).
+fn install_stop_handler() -> anyhow::Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // Registered first, so it sees the flag as the previous signal left it.
+        signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, flag.clone())
+            .context("installing the signal handler")?;
+        signal_hook::flag::register(signal, flag.clone())
+            .context("installing the signal handler")?;
+    }
+    Ok(flag)
 }
 
 #[derive(Debug, Args)]
@@ -269,9 +297,22 @@ fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             device: args.device,
             progress: !args.no_progress,
             init_from_hf: args.init_from_hf,
+            resume: args.resume,
+            stop: Some(install_stop_handler()?),
         },
     )?;
     print_summary(&summary, &run_dir);
+    if summary.interrupted {
+        eprintln!(
+            "stopped by a signal at step {}; checkpoint {}; continue with --resume (exit status {EXIT_INTERRUPTED})",
+            summary.steps,
+            summary
+                .checkpoint
+                .as_ref()
+                .map_or("(none)".into(), |p| p.display().to_string())
+        );
+        std::process::exit(i32::from(EXIT_INTERRUPTED));
+    }
     Ok(())
 }
 
@@ -607,5 +648,21 @@ fn print_summary(s: &RunSummary, run_dir: &std::path::Path) {
         }
     }
     println!("  {:<22} {}", "bad records skipped", s.bad_records.total());
-    println!("  {:<22} {}", "weights", s.final_dir.display());
+    if let Ok(serde_json::Value::Object(kinds)) = serde_json::to_value(&s.bad_records) {
+        for (kind, count) in kinds {
+            if count.as_u64().is_some_and(|c| c > 0) {
+                println!("  {:<22} {count}", format!("  {kind}"));
+            }
+        }
+    }
+    println!("  {:<22} {}", "non-finite steps", s.skipped_steps);
+    if let Some(step) = s.resumed_from {
+        println!("  {:<22} step {step}", "resumed from");
+    }
+    if let Some(dir) = &s.checkpoint {
+        println!("  {:<22} {}", "checkpoint", dir.display());
+    }
+    if !s.interrupted {
+        println!("  {:<22} {}", "weights", s.final_dir.display());
+    }
 }

@@ -46,6 +46,8 @@ pub struct MetricsRow {
     pub tokens: u64,
     /// Seconds since the start.
     pub elapsed_sec: f64,
+    /// Steps skipped since the start because their loss or gradient norm was not finite.
+    pub skipped_steps: u64,
     /// Bad input records skipped since the start, per kind.
     pub bad_records: BadRecordCounts,
 }
@@ -71,6 +73,40 @@ impl MetricsWriter {
             path: path.to_path_buf(),
             out: BufWriter::new(file),
         })
+    }
+
+    /// Reopens the metrics of a run resumed at `step`: rows after it are dropped (a run
+    /// killed after its last checkpoint wrote them, and the resumed run writes them again),
+    /// and so is the row at `step` itself when `window_open` (it closed a window early
+    /// because the run stopped there; the resumed run closes that window where an
+    /// uninterrupted run would). Then rows are appended.
+    pub fn resume(path: &Path, step: u64, window_open: bool) -> Result<Self> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return Err(TrainError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                })
+            }
+        };
+        let mut kept = String::new();
+        for line in text.lines() {
+            let row_step = serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64));
+            let keep = match row_step {
+                Some(s) => s < step || (s == step && !window_open),
+                None => false, // a line cut short by a kill
+            };
+            if keep {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+        electra_model::safetensors::write_atomic(path, kept.as_bytes())?;
+        Self::open(path, true)
     }
 
     /// Appends one row.

@@ -130,6 +130,18 @@ impl AdamW {
 
     /// Applies one update at learning rate `lr` from the current gradients.
     pub fn step(&mut self, lr: f64) {
+        self.update(lr, None);
+    }
+
+    /// [`step`](Self::step) where `ok` (a boolean device scalar) is true; where it is false
+    /// parameters and moments keep their values bit for bit. The decision stays on the
+    /// device: no host synchronisation. The step count (for bias correction) advances
+    /// either way.
+    pub fn step_if(&mut self, lr: f64, ok: &Tensor) {
+        self.update(lr, Some(ok));
+    }
+
+    fn update(&mut self, lr: f64, ok: Option<&Tensor>) {
         self.step += 1;
         let c = self.config;
         let (bc1, bc2) = if c.bias_correction {
@@ -144,6 +156,8 @@ impl AdamW {
                 if !g.defined() {
                     continue;
                 }
+                // Under a guard, keep the old moments to restore where the step is skipped.
+                let old = ok.map(|_| (p.m.copy(), p.v.copy(), p.param.detach().copy()));
                 let _ = p.m.lerp_(&g, 1.0 - c.beta1);
                 let _ = p.v.lerp_(&g.square(), 1.0 - c.beta2);
                 let denom = if c.bias_correction {
@@ -160,8 +174,45 @@ impl AdamW {
                     let _ = update.g_add_(&(&p.param * c.weight_decay));
                 }
                 let _ = p.param.g_add_(&(update * -lr));
+                if let (Some(ok), Some((m, v, param))) = (ok, old) {
+                    let ok = ok.to_device(p.m.device());
+                    p.m.copy_(&p.m.where_self(&ok, &m));
+                    p.v.copy_(&p.v.where_self(&ok, &v));
+                    let kept = p.param.where_self(&ok, &param);
+                    p.param.detach().copy_(&kept);
+                }
             }
         });
+    }
+
+    /// Restores the state [`state_tensors`](Self::state_tensors) gave, and the step count.
+    /// Every moment must be present with its parameter's shape.
+    pub fn load_state(
+        &mut self,
+        tensors: &std::collections::BTreeMap<String, Tensor>,
+        step: u64,
+    ) -> Result<(), String> {
+        tch::no_grad(|| {
+            for p in &mut self.params {
+                for (prefix, target) in [("adam_m", &mut p.m), ("adam_v", &mut p.v)] {
+                    let name = format!("{prefix}.{}", p.name);
+                    let source = tensors
+                        .get(&name)
+                        .ok_or_else(|| format!("{name} is missing"))?;
+                    if source.size() != target.size() {
+                        return Err(format!(
+                            "{name} has shape {:?}, the parameter {:?}",
+                            source.size(),
+                            target.size()
+                        ));
+                    }
+                    target.f_copy_(source).map_err(|e| format!("{name}: {e}"))?;
+                }
+            }
+            Ok(())
+        })?;
+        self.step = step;
+        Ok(())
     }
 
     /// The optimizer state as named tensors (`adam_m.NAME`, `adam_v.NAME`), for checkpoints.
@@ -242,6 +293,69 @@ mod tests {
         opt.step(0.01);
         let got = f32::try_from(&w.detach()).unwrap();
         assert!((got + 0.01).abs() < 1e-6, "{got}");
+    }
+
+    #[test]
+    fn a_guarded_step_with_a_non_finite_gradient_changes_nothing() {
+        let w = Tensor::from_slice(&[1.0f32, -2.0]).set_requires_grad(true);
+        let mut opt = AdamW::new(vec![("w".into(), w.shallow_clone())], config(false, 0.01));
+        (&w * Tensor::from_slice(&[3.0f32, 4.0]))
+            .sum(Kind::Float)
+            .backward();
+        opt.step_if(0.1, &Tensor::from(true));
+        let before: Vec<f32> = Vec::try_from(&w.detach()).unwrap();
+        let moments: Vec<Vec<f32>> = opt
+            .state_tensors()
+            .iter()
+            .map(|(_, t)| Vec::try_from(t).unwrap())
+            .collect();
+        assert_ne!(
+            before,
+            vec![1.0, -2.0],
+            "an accepted step moves the weights"
+        );
+        opt.zero_grad();
+        (&w * Tensor::from_slice(&[f32::NAN, 1.0]))
+            .sum(Kind::Float)
+            .backward();
+        let norm = opt.clip_grad_norm(1.0);
+        let ok = norm.isfinite();
+        opt.step_if(0.1, &ok);
+        let after: Vec<f32> = Vec::try_from(&w.detach()).unwrap();
+        assert_eq!(
+            before, after,
+            "a skipped step leaves the weights bit for bit"
+        );
+        let moments_after: Vec<Vec<f32>> = opt
+            .state_tensors()
+            .iter()
+            .map(|(_, t)| Vec::try_from(t).unwrap())
+            .collect();
+        assert_eq!(moments, moments_after, "and the moments");
+    }
+
+    #[test]
+    fn state_round_trips_and_names_what_is_missing() {
+        let w = Tensor::from_slice(&[1.0f32, -2.0]).set_requires_grad(true);
+        let mut opt = AdamW::new(vec![("w".into(), w.shallow_clone())], config(true, 0.0));
+        (&w * 3.0).sum(Kind::Float).backward();
+        opt.step(0.1);
+        let saved: std::collections::BTreeMap<String, Tensor> = opt
+            .state_tensors()
+            .into_iter()
+            .map(|(n, t)| (n, t.copy()))
+            .collect();
+        let v = Tensor::from_slice(&[0.0f32, 0.0]).set_requires_grad(true);
+        let mut other = AdamW::new(vec![("w".into(), v.shallow_clone())], config(true, 0.0));
+        other.load_state(&saved, opt.step_count()).unwrap();
+        assert_eq!(other.step_count(), 1);
+        for ((_, a), (_, b)) in opt.state_tensors().iter().zip(other.state_tensors().iter()) {
+            assert!(a.equal(b));
+        }
+        let mut partial = saved;
+        partial.remove("adam_v.w");
+        let err = other.load_state(&partial, 1).unwrap_err();
+        assert!(err.contains("adam_v.w"), "{err}");
     }
 
     #[test]

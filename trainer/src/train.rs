@@ -3,19 +3,24 @@
 //! metrics are appended every `log_every` steps, and the final weights are written with
 //! Hugging Face names.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use electra_model::hf::{self, HfTokenizerFiles};
 use electra_model::hf_import::HfGenerator;
 use electra_model::safetensors;
+use electra_model::stats::STATS_LEN;
 use electra_model::{Electra, ElectraConfig, ElectraInput, ElectraOptions, ElectraStats};
-use electra_pipeline::{BadRecordCounts, Batch, Loader, TextTokenizer};
+use electra_pipeline::{BadRecordCounts, Batch, DataCursor, Loader, LoaderStart, TextTokenizer};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tch::{nn, Device, Kind, Tensor};
 
+use crate::checkpoint::{self, CheckpointWriter, FileStamp, Found, TrainerState, WindowState};
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError};
 use crate::metrics::{MetricsRow, MetricsWriter};
@@ -61,6 +66,11 @@ pub struct PretrainOptions {
     /// fresh generator of `model.generator_fraction` is built). The model sizes come from
     /// its `config.json`, not from `[model]`.
     pub init_from_hf: Option<PathBuf>,
+    /// Continue from the newest complete checkpoint in `run_dir/checkpoints`.
+    pub resume: bool,
+    /// When set (by a signal handler), the run finishes the current step, writes a
+    /// checkpoint and returns with [`RunSummary::interrupted`].
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// What a finished run reports.
@@ -82,8 +92,16 @@ pub struct RunSummary {
     pub last: Option<MetricsRow>,
     /// Bad records skipped, per kind.
     pub bad_records: BadRecordCounts,
-    /// Where the weights went.
+    /// Where the weights went (written only when the run was not interrupted).
     pub final_dir: PathBuf,
+    /// Stopped early by [`PretrainOptions::stop`].
+    pub interrupted: bool,
+    /// The last checkpoint written.
+    pub checkpoint: Option<PathBuf>,
+    /// Steps skipped for a non-finite loss or gradient norm, since the start.
+    pub skipped_steps: u64,
+    /// The step a resumed run started from.
+    pub resumed_from: Option<u64>,
 }
 
 /// The discriminator and generator configs a run config and tokenizer imply.
@@ -184,29 +202,166 @@ impl DeviceBatch {
     }
 }
 
-/// Sums over a logging window, kept on the device until the row is written.
+/// Sums over a logging window, kept on the device until the row is written. Steps whose
+/// loss or gradient norm is not finite add nothing but their count.
 struct Window {
     losses: Tensor, // [3]: loss, gen_loss, disc_loss
-    stats: Option<Tensor>,
+    stats: Tensor,  // [STATS_LEN]
     grad_norm: Tensor,
+    /// Steps that made an update.
+    good: Tensor,
     steps: u64,
     tokens: u64,
     data_wait: Duration,
     started: Instant,
 }
 
+/// Names of the window's tensors in a checkpoint.
+const WINDOW_TENSORS: [&str; 4] = [
+    "window.losses",
+    "window.stats",
+    "window.grad_norm",
+    "window.good",
+];
+/// Names of the non-finite guard's counters in a checkpoint.
+const GUARD_TENSORS: [&str; 2] = ["guard.skipped", "guard.consecutive"];
+
 impl Window {
     fn new(device: Device) -> Self {
         Self {
             losses: Tensor::zeros([3], (Kind::Float, device)),
-            stats: None,
+            stats: Tensor::zeros([STATS_LEN as i64], (Kind::Float, device)),
             grad_norm: Tensor::zeros([], (Kind::Float, device)),
+            good: Tensor::zeros([], (Kind::Float, device)),
             steps: 0,
             tokens: 0,
             data_wait: Duration::ZERO,
             started: Instant::now(),
         }
     }
+
+    fn tensors(&self) -> [Tensor; 4] {
+        [
+            self.losses.shallow_clone(),
+            self.stats.shallow_clone(),
+            self.grad_norm.shallow_clone(),
+            self.good.shallow_clone(),
+        ]
+    }
+
+    fn state(&self) -> WindowState {
+        WindowState {
+            steps: self.steps,
+            tokens: self.tokens,
+            data_wait_sec: self.data_wait.as_secs_f64(),
+            wall_sec: self.started.elapsed().as_secs_f64(),
+        }
+    }
+
+    fn restore(
+        device: Device,
+        state: &WindowState,
+        tensors: &BTreeMap<String, Tensor>,
+    ) -> Result<Self> {
+        let mut window = Self::new(device);
+        for (name, target) in WINDOW_TENSORS.iter().zip(window.tensors()) {
+            copy_tensor(tensors, name, &target)?;
+        }
+        window.steps = state.steps;
+        window.tokens = state.tokens;
+        window.data_wait = Duration::from_secs_f64(state.data_wait_sec.max(0.0));
+        window.started = Instant::now()
+            .checked_sub(Duration::from_secs_f64(state.wall_sec.max(0.0)))
+            .unwrap_or_else(Instant::now);
+        Ok(window)
+    }
+}
+
+/// Copies checkpoint tensor `name` into `target` (same shape).
+fn copy_tensor(tensors: &BTreeMap<String, Tensor>, name: &str, target: &Tensor) -> Result<()> {
+    let source = tensors.get(name).ok_or_else(|| TrainError::Checkpoint {
+        path: PathBuf::from(name),
+        reason: "missing".into(),
+    })?;
+    if source.size() != target.size() {
+        return Err(TrainError::Checkpoint {
+            path: PathBuf::from(name),
+            reason: format!("shape {:?}, expected {:?}", source.size(), target.size()),
+        });
+    }
+    tch::no_grad(|| target.shallow_clone().f_copy_(source))?;
+    Ok(())
+}
+
+/// Device counters of steps skipped for a non-finite loss or gradient norm.
+struct Guard {
+    skipped: Tensor,
+    consecutive: Tensor,
+}
+
+impl Guard {
+    fn new(device: Device) -> Self {
+        Self {
+            skipped: Tensor::zeros([], (Kind::Float, device)),
+            consecutive: Tensor::zeros([], (Kind::Float, device)),
+        }
+    }
+
+    fn record(&mut self, ok: &Tensor) {
+        let bad = ok.logical_not().to_kind(Kind::Float);
+        self.skipped = &self.skipped + &bad;
+        self.consecutive = (&self.consecutive + 1.0) * &bad;
+    }
+
+    fn read(&self) -> Result<(u64, u64)> {
+        let skipped = f64::try_from(&self.skipped.to_kind(Kind::Double))?;
+        let consecutive = f64::try_from(&self.consecutive.to_kind(Kind::Double))?;
+        Ok((skipped as u64, consecutive as u64))
+    }
+}
+
+/// The files a run reads, with their sizes.
+fn stamp_files(files: &[PathBuf]) -> Vec<FileStamp> {
+    files
+        .iter()
+        .map(|p| FileStamp {
+            path: p.display().to_string(),
+            bytes: std::fs::metadata(p).map_or(0, |m| m.len()),
+        })
+        .collect()
+}
+
+/// What a resumed run starts from.
+struct Resumed {
+    found: Found,
+    tensors: BTreeMap<String, Tensor>,
+}
+
+/// Finds the checkpoint to resume from and checks that it is the same experiment.
+fn find_resume(config: &RunConfig, run_dir: &Path, tokenizer: &TextTokenizer) -> Result<Found> {
+    let found = checkpoint::find_latest(run_dir)?;
+    let saved = RunConfig::from_toml_str(
+        &found.state.config_toml,
+        &[],
+        &found.dir.join(checkpoint::STATE_FILE).display().to_string(),
+    )?;
+    let keys = saved.resume_differences(config)?;
+    if !keys.is_empty() {
+        return Err(TrainError::ResumeMismatch {
+            keys: keys.join(", "),
+        });
+    }
+    if found.state.tokenizer_sha256 != tokenizer.sha256() {
+        return Err(TrainError::Checkpoint {
+            path: found.dir.clone(),
+            reason: format!(
+                "made with tokenizer sha256 {}, this run's is {}",
+                found.state.tokenizer_sha256,
+                tokenizer.sha256()
+            ),
+        });
+    }
+    Ok(found)
 }
 
 /// Runs pre-training as `config` describes; returns the summary.
@@ -215,17 +370,30 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
     std::fs::create_dir_all(run_dir).map_err(TrainError::io(run_dir))?;
     let device = options.device.resolve()?;
     let tokenizer = load_tokenizer(&config.data.tokenizer)?;
-    std::fs::copy(tokenizer.path(), run_dir.join("tokenizer.json"))
-        .map_err(TrainError::io(tokenizer.path()))?;
+    let found = if options.resume {
+        Some(find_resume(config, run_dir, &tokenizer)?)
+    } else {
+        None
+    };
+    let tokenizer_json = run_dir.join("tokenizer.json");
+    if tokenizer.path() != tokenizer_json {
+        std::fs::copy(tokenizer.path(), &tokenizer_json)
+            .map_err(TrainError::io(tokenizer.path()))?;
+    }
     let (disc_cfg, gen_cfg) = model_configs(config, &tokenizer);
     safetensors::write_atomic(&run_dir.join("config.toml"), config.to_toml()?.as_bytes())?;
 
     let t = &config.train;
     tch::manual_seed(step_seed(t.seed, u64::MAX));
     let vs = nn::VarStore::new(device);
-    let model = match &options.init_from_hf {
-        None => Electra::new(&vs.root(), &disc_cfg, &gen_cfg)?,
-        Some(dir) => init_from_hf(&vs, dir, config, disc_cfg.vocab_size)?,
+    let model = match (&found, &options.init_from_hf) {
+        (Some(found), _) => Electra::from_hf(
+            &vs.root(),
+            &found.dir.join(hf::HF_DISCRIMINATOR_DIR),
+            HfGenerator::Folder(&found.dir.join(hf::HF_GENERATOR_DIR)),
+        )?,
+        (None, None) => Electra::new(&vs.root(), &disc_cfg, &gen_cfg)?,
+        (None, Some(dir)) => init_from_hf(&vs, dir, config, disc_cfg.vocab_size)?,
     };
     let params: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     let mut optimizer = AdamW::new(
@@ -238,6 +406,26 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
             bias_correction: t.bias_correction,
         },
     );
+    let state_names: Vec<String> = optimizer
+        .state_tensors()
+        .into_iter()
+        .map(|(n, _)| n)
+        .chain(WINDOW_TENSORS.iter().map(|n| n.to_string()))
+        .chain(GUARD_TENSORS.iter().map(|n| n.to_string()))
+        .collect();
+    let resumed = match found {
+        Some(found) => {
+            let tensors = checkpoint::load_tensors(&found.dir, &state_names)?;
+            optimizer
+                .load_state(&tensors, found.state.step)
+                .map_err(|reason| TrainError::Checkpoint {
+                    path: found.dir.join(checkpoint::TENSORS_FILE),
+                    reason,
+                })?;
+            Some(Resumed { found, tensors })
+        }
+        None => None,
+    };
     let schedule = LinearSchedule {
         peak: t.learning_rate,
         warmup_steps: t.warmup_steps,
@@ -251,25 +439,121 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
         sampler: config.model.sampler,
     };
     let steps = t.steps();
-    let mut loader = Loader::new(&config.data, tokenizer, t.seed)?;
-    let mut metrics = MetricsWriter::open(&run_dir.join("metrics.jsonl"), false)?;
+    let tokenizer_sha256 = tokenizer.sha256().to_string();
+    let state = resumed.as_ref().map(|r| &r.found.state);
+    let start = state.map_or(LoaderStart::default(), |s| LoaderStart {
+        batches_done: s.batches,
+        cursor: s.cursor,
+    });
+    let mut loader = Loader::resume(&config.data, tokenizer, t.seed, start)?;
+    let data_files = stamp_files(loader.files());
+    if let Some(state) = state {
+        if state.data_files != data_files {
+            return Err(TrainError::Checkpoint {
+                path: resumed
+                    .as_ref()
+                    .map(|r| r.found.dir.clone())
+                    .unwrap_or_default(),
+                reason: "the input files (names or sizes) differ from those the run read; the data cursor would point elsewhere".into(),
+            });
+        }
+    }
+    let metrics_path = run_dir.join("metrics.jsonl");
+    let mut metrics = match state {
+        Some(s) => MetricsWriter::resume(&metrics_path, s.step, s.window.steps > 0)?,
+        None => MetricsWriter::open(&metrics_path, false)?,
+    };
+    let first_step = state.map_or(0, |s| s.step);
     tracing::info!(
         device = ?device,
         steps,
+        from_step = first_step,
         discriminator_params = count_params(&vs, "discriminator."),
         discriminator_hidden = model.discriminator_config().hidden_size,
         generator_params = count_params(&vs, "generator."),
         "pre-training"
     );
+    if let Some(r) = &resumed {
+        tracing::info!(checkpoint = %r.found.dir.display(), step = first_step, cursor = ?r.found.state.cursor, "resuming");
+    }
 
+    let writer = CheckpointWriter::new(run_dir, config.checkpoint.keep);
     let bar = progress_bar(options.progress, steps);
+    if let Some(bar) = &bar {
+        bar.set_position(first_step);
+    }
     let started = Instant::now();
-    let mut window = Window::new(device);
-    let mut bad_records = BadRecordCounts::default();
-    let mut tokens_total = 0u64;
+    let elapsed_before = state.map_or(0.0, |s| s.elapsed_sec);
+    let mut window = match &resumed {
+        Some(r) => Window::restore(device, &r.found.state.window, &r.tensors)?,
+        None => Window::new(device),
+    };
+    let guard = Guard::new(device);
+    if let Some(r) = &resumed {
+        copy_tensor(&r.tensors, GUARD_TENSORS[0], &guard.skipped)?;
+        copy_tensor(&r.tensors, GUARD_TENSORS[1], &guard.consecutive)?;
+    }
+    let mut guard = guard;
+    let mut bad_records = state.map_or_else(BadRecordCounts::default, |s| s.bad_records.clone());
+    let mut tokens_total = state.map_or(0, |s| s.tokens);
+    let tokens_before = tokens_total;
+    drop(resumed);
+    let check_every = t.log_every.min(t.max_bad_steps).max(1);
     let mut first = None;
     let mut last = None;
-    for step in 0..steps {
+    let mut last_checkpoint: Option<(u64, PathBuf)> = None;
+    let mut interrupted = false;
+    let mut done = first_step;
+
+    let checkpoint_state = |done: u64,
+                            cursor: DataCursor,
+                            tokens: u64,
+                            bad: &BadRecordCounts,
+                            skipped: u64,
+                            window: &Window|
+     -> TrainerState {
+        TrainerState {
+            format_version: checkpoint::FORMAT_VERSION,
+            step: done,
+            batches: done,
+            cursor,
+            tokens,
+            bad_records: bad.clone(),
+            skipped_steps: skipped,
+            elapsed_sec: elapsed_before + started.elapsed().as_secs_f64(),
+            window: window.state(),
+            seed: t.seed,
+            tokenizer_sha256: tokenizer_sha256.clone(),
+            data_files: data_files.clone(),
+            config_toml: config.to_toml().unwrap_or_default(),
+            tool_version: format!("electra {}", env!("CARGO_PKG_VERSION")),
+        }
+    };
+    let save = |done: u64,
+                cursor: DataCursor,
+                tokens: u64,
+                bad: &BadRecordCounts,
+                window: &Window,
+                guard: &Guard,
+                optimizer: &AdamW|
+     -> Result<PathBuf> {
+        let (skipped, _) = guard.read()?;
+        let state = checkpoint_state(done, cursor, tokens, bad, skipped, window);
+        let mut tensors = optimizer.state_tensors();
+        tensors.extend(
+            WINDOW_TENSORS
+                .iter()
+                .map(|n| n.to_string())
+                .zip(window.tensors()),
+        );
+        tensors.push((GUARD_TENSORS[0].into(), guard.skipped.shallow_clone()));
+        tensors.push((GUARD_TENSORS[1].into(), guard.consecutive.shallow_clone()));
+        let dir = writer.save(&model, &tensors, &state, &tokenizer_json)?;
+        tracing::info!(step = done, checkpoint = %dir.display(), "checkpoint written");
+        Ok(dir)
+    };
+
+    for step in first_step..steps {
         let waited = Instant::now();
         let batch = match loader.next() {
             Some(batch) => batch?,
@@ -282,7 +566,7 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
         };
         window.data_wait += waited.elapsed();
         bad_records.add(&batch.bad_records);
-        let epoch = batch.epoch;
+        let (epoch, cursor) = (batch.epoch, batch.cursor);
         let device_batch = DeviceBatch::new(&batch, device);
 
         tch::manual_seed(step_seed(t.seed, step));
@@ -291,7 +575,9 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
         optimizer.zero_grad();
         output.loss.backward();
         let grad_norm = optimizer.clip_grad_norm(t.clip_grad_norm);
-        optimizer.step(lr);
+        let ok = output.loss.isfinite().logical_and(&grad_norm.isfinite());
+        optimizer.step_if(lr, &ok);
+        guard.record(&ok);
 
         tch::no_grad(|| {
             let losses = Tensor::stack(
@@ -302,28 +588,56 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
                 ],
                 0,
             );
-            window.losses += losses;
-            window.grad_norm += grad_norm;
-            let stats = output.stats.detach();
-            window.stats = Some(match window.stats.take() {
-                Some(sum) => sum + stats,
-                None => stats,
-            });
+            let keep = |x: Tensor| x.where_self(&ok, &x.zeros_like());
+            window.losses += keep(losses);
+            window.grad_norm += keep(grad_norm.to_kind(Kind::Float));
+            window.stats += keep(output.stats.detach().to_kind(Kind::Float));
+            window.good += ok.to_kind(Kind::Float);
         });
         window.steps += 1;
         window.tokens += batch.real_tokens as u64;
         tokens_total += batch.real_tokens as u64;
+        done = step + 1;
 
-        let done = step + 1;
-        if done % t.log_every == 0 || done == steps {
+        if done % check_every == 0 || done == steps {
+            let (_, consecutive) = guard.read()?;
+            if consecutive >= t.max_bad_steps {
+                return Err(TrainError::NonFinite {
+                    step: done,
+                    count: consecutive,
+                });
+            }
+        }
+        let stop = options
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::SeqCst));
+        let every = config.checkpoint.every_steps;
+        if (every > 0 && done % every == 0) || done == steps || stop {
+            // Before the row: a checkpoint keeps the window open, so a resumed run closes
+            // it exactly where an uninterrupted one would.
+            let dir = save(
+                done,
+                cursor,
+                tokens_total,
+                &bad_records,
+                &window,
+                &guard,
+                &optimizer,
+            )?;
+            last_checkpoint = Some((done, dir));
+        }
+        if done % t.log_every == 0 || done == steps || stop {
+            let (skipped, _) = guard.read()?;
             let row = close_window(
                 &mut window,
                 done,
                 epoch,
                 lr,
                 tokens_total,
-                started,
+                elapsed_before + started.elapsed().as_secs_f64(),
                 &bad_records,
+                skipped,
             )?;
             metrics.write(&row)?;
             report(&bar, &row);
@@ -334,25 +648,37 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
         if let Some(bar) = &bar {
             bar.inc(1);
         }
+        if stop {
+            interrupted = true;
+            break;
+        }
     }
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
     let seconds = started.elapsed().as_secs_f64();
     drop(loader);
+    let (skipped_steps, _) = guard.read()?;
 
     let final_dir = run_dir.join("final");
-    save_final(&final_dir, &model, &run_dir.join("tokenizer.json"))?;
+    if !interrupted {
+        save_final(&final_dir, &model, &tokenizer_json)?;
+    }
+    let trained = tokens_total - tokens_before;
     Ok(RunSummary {
-        steps,
+        steps: done,
         tokens: tokens_total,
         seconds,
-        tokens_per_sec: tokens_total as f64 / seconds.max(1e-9),
+        tokens_per_sec: trained as f64 / seconds.max(1e-9),
         device: format!("{device:?}"),
         first,
         last,
         bad_records,
         final_dir,
+        interrupted,
+        checkpoint: last_checkpoint.map(|(_, dir)| dir),
+        skipped_steps,
+        resumed_from: (first_step > 0).then_some(first_step),
     })
 }
 
@@ -365,23 +691,30 @@ fn count_params(vs: &nn::VarStore, prefix: &str) -> i64 {
         .sum()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn close_window(
     window: &mut Window,
     step: u64,
     epoch: u64,
     lr: f64,
     tokens: u64,
-    started: Instant,
+    elapsed_sec: f64,
     bad_records: &BadRecordCounts,
+    skipped_steps: u64,
 ) -> Result<MetricsRow> {
-    let n = window.steps.max(1) as f64;
+    let good = f64::try_from(&window.good.to_kind(Kind::Double))?;
+    let n = good.max(1.0);
     let losses: Vec<f64> = Vec::try_from(&window.losses.to_kind(Kind::Double))?;
     let grad_norm = f64::try_from(&window.grad_norm.to_kind(Kind::Double))?;
-    let stats = match &window.stats {
-        Some(sum) => ElectraStats::from_tensor(sum)?,
-        None => ElectraStats::default(),
-    };
+    let stats = ElectraStats::from_tensor(&window.stats)?;
     let wall = window.started.elapsed().as_secs_f64().max(1e-9);
+    if (good as u64) < window.steps {
+        tracing::warn!(
+            step,
+            skipped = window.steps - good as u64,
+            "steps skipped for a non-finite loss or gradient norm in this window"
+        );
+    }
     Ok(MetricsRow {
         step,
         epoch,
@@ -399,7 +732,8 @@ fn close_window(
         tokens_per_sec: window.tokens as f64 / wall,
         data_wait_frac: window.data_wait.as_secs_f64() / wall,
         tokens,
-        elapsed_sec: started.elapsed().as_secs_f64(),
+        elapsed_sec,
+        skipped_steps,
         bad_records: bad_records.clone(),
     })
 }

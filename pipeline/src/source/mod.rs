@@ -20,7 +20,7 @@ use arrow_array::builder::{ListBuilder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch, UInt32Array, UInt64Array};
 use arrow_schema::SchemaRef;
 use electra_schemas::documents;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::arrow_util::list_item;
 use crate::config::{BadRecordPolicy, DataConfig, SourceFormat};
@@ -76,7 +76,8 @@ pub fn expand_files(patterns: &[String]) -> Result<Vec<PathBuf>> {
 }
 
 /// Bad records met while reading, by kind.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct BadRecordCounts {
     /// Lines that are not valid UTF-8.
     pub invalid_utf8: u64,
