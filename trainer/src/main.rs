@@ -231,7 +231,9 @@ struct TrainTokenizerArgs {
 
 #[derive(Debug, Args)]
 struct ExportArgs {
-    /// A run's weights: RUN_DIR/final (or RUN_DIR), as `pretrain` writes them.
+    /// A run folder (its final/ weights, else its newest complete checkpoint), a
+    /// checkpoint folder (RUN_DIR/checkpoints/step-N, verified against its SHA256SUMS), or
+    /// a final/ folder.
     #[arg(long)]
     checkpoint: PathBuf,
     /// Output folder: discriminator/ and generator/ are written inside.
@@ -540,29 +542,46 @@ impl Iterator for SentenceIter<'_> {
 }
 
 fn run_export(args: ExportArgs) -> anyhow::Result<()> {
-    let root = if args.checkpoint.join("final").is_dir() {
-        args.checkpoint.join("final")
+    use electra_model::hf::{HF_DISCRIMINATOR_DIR, HF_GENERATOR_DIR};
+    use electra_trainer::checkpoint;
+    let given = &args.checkpoint;
+    // A checkpoint folder (verified first), a run folder (final/, else its newest complete
+    // checkpoint), or a final/ folder.
+    let (disc, generator) = if given.join(checkpoint::STATE_FILE).is_file() {
+        checkpoint::verify(given)?;
+        (
+            given.join(HF_DISCRIMINATOR_DIR),
+            given.join(HF_GENERATOR_DIR),
+        )
+    } else if given.join("final").is_dir() {
+        (given.join("final"), given.join("final/generator"))
+    } else if given.join(checkpoint::CHECKPOINTS_DIR).is_dir() {
+        let found = checkpoint::find_latest(given)?;
+        (
+            found.dir.join(HF_DISCRIMINATOR_DIR),
+            found.dir.join(HF_GENERATOR_DIR),
+        )
     } else {
-        args.checkpoint.clone()
+        (given.clone(), given.join("generator"))
     };
-    let generator = root.join("generator");
-    if !root.join("model.safetensors").is_file() || !generator.is_dir() {
+    if !disc.join("model.safetensors").is_file() || !generator.is_dir() {
         bail!(
-            "{}: expected model.safetensors and generator/ (a run's final/ folder)",
-            root.display()
+            "{}: expected a run folder, a checkpoint folder, or a final/ folder (model.safetensors and generator/)",
+            given.display()
         );
     }
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-    let model = Electra::from_hf(&vs.root(), &root, HfGenerator::Folder(&generator))?;
-    let tokenizer = root.join("tokenizer.json");
+    let model = Electra::from_hf(&vs.root(), &disc, HfGenerator::Folder(&generator))?;
+    let tokenizer = disc.join("tokenizer.json");
     export_hf(
         &model,
         &args.out,
         tokenizer.is_file().then_some(tokenizer.as_path()),
     )?;
     println!(
-        "{}: discriminator/ (ElectraForPreTraining) and generator/ (ElectraForMaskedLM)",
-        args.out.display()
+        "{}: discriminator/ (ElectraForPreTraining) and generator/ (ElectraForMaskedLM) from {}",
+        args.out.display(),
+        disc.display()
     );
     Ok(())
 }

@@ -224,7 +224,7 @@ const WINDOW_TENSORS: [&str; 4] = [
     "window.good",
 ];
 /// Names of the non-finite guard's counters in a checkpoint.
-const GUARD_TENSORS: [&str; 2] = ["guard.skipped", "guard.consecutive"];
+const GUARD_TENSORS: [&str; 3] = ["guard.skipped", "guard.consecutive", "guard.longest"];
 
 impl Window {
     fn new(device: Device) -> Self {
@@ -293,10 +293,14 @@ fn copy_tensor(tensors: &BTreeMap<String, Tensor>, name: &str, target: &Tensor) 
     Ok(())
 }
 
-/// Device counters of steps skipped for a non-finite loss or gradient norm.
+/// Device counters of steps skipped for a non-finite loss or gradient norm: the total,
+/// the current streak and the longest streak. They are read only
+/// every `log_every` steps (no host synchronisation per step); a skipped step changes no
+/// weights, so stopping a few steps after the limit loses nothing.
 struct Guard {
     skipped: Tensor,
     consecutive: Tensor,
+    longest: Tensor,
 }
 
 impl Guard {
@@ -304,6 +308,7 @@ impl Guard {
         Self {
             skipped: Tensor::zeros([], (Kind::Float, device)),
             consecutive: Tensor::zeros([], (Kind::Float, device)),
+            longest: Tensor::zeros([], (Kind::Float, device)),
         }
     }
 
@@ -311,12 +316,14 @@ impl Guard {
         let bad = ok.logical_not().to_kind(Kind::Float);
         self.skipped = &self.skipped + &bad;
         self.consecutive = (&self.consecutive + 1.0) * &bad;
+        self.longest = self.longest.maximum(&self.consecutive);
     }
 
+    /// (skipped in all, longest streak so far).
     fn read(&self) -> Result<(u64, u64)> {
         let skipped = f64::try_from(&self.skipped.to_kind(Kind::Double))?;
-        let consecutive = f64::try_from(&self.consecutive.to_kind(Kind::Double))?;
-        Ok((skipped as u64, consecutive as u64))
+        let longest = f64::try_from(&self.longest.to_kind(Kind::Double))?;
+        Ok((skipped as u64, longest as u64))
     }
 }
 
@@ -488,17 +495,16 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
         Some(r) => Window::restore(device, &r.found.state.window, &r.tensors)?,
         None => Window::new(device),
     };
-    let guard = Guard::new(device);
+    let mut guard = Guard::new(device);
     if let Some(r) = &resumed {
         copy_tensor(&r.tensors, GUARD_TENSORS[0], &guard.skipped)?;
         copy_tensor(&r.tensors, GUARD_TENSORS[1], &guard.consecutive)?;
+        copy_tensor(&r.tensors, GUARD_TENSORS[2], &guard.longest)?;
     }
-    let mut guard = guard;
     let mut bad_records = state.map_or_else(BadRecordCounts::default, |s| s.bad_records.clone());
     let mut tokens_total = state.map_or(0, |s| s.tokens);
     let tokens_before = tokens_total;
     drop(resumed);
-    let check_every = t.log_every.min(t.max_bad_steps).max(1);
     let mut first = None;
     let mut last = None;
     let mut last_checkpoint: Option<(u64, PathBuf)> = None;
@@ -548,6 +554,7 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
         );
         tensors.push((GUARD_TENSORS[0].into(), guard.skipped.shallow_clone()));
         tensors.push((GUARD_TENSORS[1].into(), guard.consecutive.shallow_clone()));
+        tensors.push((GUARD_TENSORS[2].into(), guard.longest.shallow_clone()));
         let dir = writer.save(&model, &tensors, &state, &tokenizer_json)?;
         tracing::info!(step = done, checkpoint = %dir.display(), "checkpoint written");
         Ok(dir)
@@ -599,12 +606,12 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
         tokens_total += batch.real_tokens as u64;
         done = step + 1;
 
-        if done % check_every == 0 || done == steps {
-            let (_, consecutive) = guard.read()?;
-            if consecutive >= t.max_bad_steps {
+        if done % t.log_every == 0 || done == steps {
+            let (_, longest) = guard.read()?;
+            if longest >= t.max_bad_steps {
                 return Err(TrainError::NonFinite {
                     step: done,
-                    count: consecutive,
+                    count: longest,
                 });
             }
         }

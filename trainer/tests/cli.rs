@@ -204,7 +204,7 @@ fn a_run_folder_loads_in_transformers_and_exports() {
     let script = r#"
 import sys, torch
 from transformers import ElectraForPreTraining, ElectraForMaskedLM, AutoTokenizer
-for path, cls in [(sys.argv[1], ElectraForPreTraining), (sys.argv[2], ElectraForMaskedLM), (sys.argv[3], ElectraForPreTraining)]:
+for path, cls in [(sys.argv[1], ElectraForPreTraining), (sys.argv[2], ElectraForMaskedLM), (sys.argv[3], ElectraForPreTraining), (sys.argv[4], ElectraForPreTraining), (sys.argv[5], ElectraForMaskedLM)]:
     model, info = cls.from_pretrained(path, output_loading_info=True)
     bad = [k for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if info[k]]
     assert not bad, (path, info)
@@ -213,11 +213,33 @@ ids = tok("call me ishmael", return_tensors="pt")
 print("ok", ElectraForPreTraining.from_pretrained(sys.argv[1])(**ids).logits.shape)
 "#;
     let final_dir = run.join("final");
+    // The run's last checkpoint holds the same weights as Hugging Face folders.
+    let checkpoint = run.join("checkpoints/step-000000002");
+    let from_checkpoint = dir.path().join("hf-from-checkpoint");
+    ok(&electra(&[
+        "export-hf",
+        "--checkpoint",
+        s(&checkpoint),
+        "--out",
+        s(&from_checkpoint),
+    ]));
+    for file in [
+        "discriminator/model.safetensors",
+        "generator/model.safetensors",
+    ] {
+        assert_eq!(
+            std::fs::read(export.join(file)).unwrap(),
+            std::fs::read(from_checkpoint.join(file)).unwrap(),
+            "{file}"
+        );
+    }
     let out = Command::new(python())
         .args(["-c", script])
         .arg(&final_dir)
         .arg(final_dir.join("generator"))
         .arg(export.join("discriminator"))
+        .arg(checkpoint.join("discriminator"))
+        .arg(checkpoint.join("generator"))
         .output()
         .unwrap();
     assert!(
