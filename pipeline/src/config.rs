@@ -114,11 +114,11 @@ pub struct DataConfig {
     pub pad_to_max_len: bool,
     /// Passes over the corpus; none repeats forever. Default: none.
     pub epochs: Option<u64>,
-    /// Shards only: permute the shard order every epoch and shuffle documents within a
-    /// window of `shuffle_window` documents, both from (seed, epoch). Raw files are always
-    /// read in order. Default: true.
+    /// Shards only: permute the shard order every epoch and shuffle documents within
+    /// consecutive blocks of `shuffle_window` documents, both from (seed, epoch). Raw files
+    /// are always read in order. Default: true.
     pub shuffle: bool,
-    /// Shards only: documents held for shuffling. Default: 4096.
+    /// Shards only: documents per shuffle block (held in memory). Default: 4096.
     pub shuffle_window: usize,
     /// Shards only: check each shard's sha256 against its manifest the first time it is
     /// opened. Default: true.
