@@ -37,7 +37,7 @@ pub const SHARED_TOLERANCE: f64 = 1e-5;
 /// The buffer older Hugging Face checkpoints carry; ignored on import.
 pub const POSITION_IDS: &str = "electra.embeddings.position_ids";
 /// The generator's output weight, tied to the token embeddings.
-const LM_HEAD_WEIGHT: &str = "generator_lm_head.weight";
+pub(crate) const LM_HEAD_WEIGHT: &str = "generator_lm_head.weight";
 
 /// Where [`Electra::from_hf`] takes the generator from.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -69,7 +69,7 @@ pub fn read_hf_config(dir: &Path) -> Result<ElectraConfig> {
 }
 
 /// [`read_hf_config`]; for a generator (`tied`), also refuses `tie_word_embeddings: false`.
-fn read_config(dir: &Path, tied: bool) -> Result<ElectraConfig> {
+pub(crate) fn read_config(dir: &Path, tied: bool) -> Result<ElectraConfig> {
     let path = dir.join(HF_CONFIG_FILE);
     let bytes = std::fs::read(&path).map_err(ModelError::io(&path))?;
     let file: serde_json::Map<String, Value> = serde_json::from_slice(&bytes)
@@ -106,7 +106,9 @@ fn read_config(dir: &Path, tied: bool) -> Result<ElectraConfig> {
 }
 
 /// Reads `dir/model.safetensors` as a name -> tensor map, without `position_ids`.
-fn read_hf_weights(dir: &Path) -> Result<(std::path::PathBuf, BTreeMap<String, Tensor>)> {
+pub(crate) fn read_hf_weights(
+    dir: &Path,
+) -> Result<(std::path::PathBuf, BTreeMap<String, Tensor>)> {
     let path = dir.join(HF_WEIGHTS_FILE);
     if !path.exists() {
         let message = if dir.join("model.safetensors.index.json").exists() {
@@ -132,7 +134,7 @@ fn read_hf_weights(dir: &Path) -> Result<(std::path::PathBuf, BTreeMap<String, T
 /// Copies `loaded` into `targets` (detached views of variables), after checking that the
 /// names match (apart from `optional` ones) and the shapes agree; every problem is listed.
 /// Returns the names whose values were compared instead of copied (`compare_only`).
-fn copy_weights(
+pub(crate) fn copy_weights(
     path: &Path,
     targets: &[(String, Tensor)],
     loaded: &BTreeMap<String, Tensor>,

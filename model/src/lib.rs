@@ -67,6 +67,7 @@ pub mod hf;
 pub mod hf_config;
 pub mod hf_import;
 pub mod layers;
+pub mod mlm;
 pub mod safetensors;
 pub mod sampling;
 pub mod stats;
@@ -79,6 +80,7 @@ pub use encoder::{ElectraModel, Encoder, EncoderInput, EncoderLayer, Intermediat
 pub use error::{ModelError, Result};
 pub use heads::{DiscriminatorHead, GeneratorHead};
 pub use hf::SHARED_PARAMETER_NAMES;
+pub use mlm::MaskedLm;
 pub use sampling::{gumbel_sample, inverse_cdf_sample, sample, Sampler};
 pub use stats::ElectraStats;
 

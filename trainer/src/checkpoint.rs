@@ -7,6 +7,7 @@
 //!   step-000001000/
 //!     discriminator/             Hugging Face ElectraForPreTraining folder (weights, config,
 //!     generator/                 tokenizer); ElectraForMaskedLM: `transformers` loads both
+//!                                (objective "mlm": masked_lm/, an ElectraForMaskedLM folder)
 //!     trainer_state.safetensors  AdamW moments (adam_m.*, adam_v.* by variable name) and the
 //!                                metrics window's device sums (window.*)
 //!     trainer_state.json         step, data cursor, counters, seed, tokenizer hash, config
@@ -23,14 +24,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use electra_model::hf::{self, HfTokenizerFiles};
-use electra_model::{safetensors, Electra};
+use electra_model::safetensors;
 use electra_pipeline::shard::file_sha256;
 use electra_pipeline::{BadRecordCounts, DataCursor};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::error::{Result, TrainError};
+use crate::objective::{write_hf_folders, HfFolder, Layout};
 
 /// Folder of a run's checkpoints.
 pub const CHECKPOINTS_DIR: &str = "checkpoints";
@@ -158,7 +159,7 @@ impl CheckpointWriter {
     /// Writes the checkpoint of `state.step`; returns its folder.
     pub fn save(
         &self,
-        model: &Electra,
+        model: &[HfFolder],
         tensors: &[(String, Tensor)],
         state: &TrainerState,
         tokenizer_json: &Path,
@@ -191,29 +192,12 @@ impl CheckpointWriter {
     fn write_files(
         &self,
         tmp: &Path,
-        model: &Electra,
+        model: &[HfFolder],
         tensors: &[(String, Tensor)],
         state: &TrainerState,
         tokenizer_json: &Path,
     ) -> Result<()> {
-        let tokenizer = HfTokenizerFiles::read(tokenizer_json)?;
-        let max_len = model.discriminator_config().max_position_embeddings;
-        let disc = tmp.join(hf::HF_DISCRIMINATOR_DIR);
-        hf::save_hf_model(
-            &disc,
-            model.discriminator_config(),
-            hf::HF_DISCRIMINATOR_ARCHITECTURE,
-            &model.hf_discriminator_tensors(),
-        )?;
-        tokenizer.write(&disc, max_len)?;
-        let gen = tmp.join(hf::HF_GENERATOR_DIR);
-        hf::save_hf_model(
-            &gen,
-            model.generator_config(),
-            hf::HF_GENERATOR_ARCHITECTURE,
-            &model.hf_generator_tensors(),
-        )?;
-        tokenizer.write(&gen, max_len)?;
+        write_hf_folders(tmp, model, tokenizer_json, Layout::Named)?;
         if let Some(ms) = std::env::var(PAUSE_ENV)
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
@@ -230,8 +214,8 @@ impl CheckpointWriter {
         safetensors::write_atomic(&tmp.join(STATE_FILE), &json)?;
         let sums = checksums(tmp)?;
         safetensors::write_atomic(&tmp.join(CHECKSUMS_FILE), sums.as_bytes())?;
-        for sub in [&disc, &gen] {
-            fsync_dir(sub);
+        for folder in model {
+            fsync_dir(&tmp.join(folder.name));
         }
         fsync_dir(tmp);
         Ok(())

@@ -71,6 +71,9 @@ pub enum Objective {
     /// Generator + discriminator (replaced token detection).
     #[default]
     Electra,
+    /// Masked language modelling (BERT/RoBERTa): one encoder predicts the masked tokens;
+    /// no generator. Pair it with `data.mask_strategy = "bert"` (80/10/10).
+    Mlm,
 }
 
 /// `[model]`: the discriminator's sizes (Hugging Face names), the generator's width, the

@@ -49,6 +49,9 @@ enum Command {
     /// Measure a component on its own.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Print the training FLOPs of one step of a config (JSON), to compare objectives at
+    /// equal compute.
+    Flops(FlopsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +141,16 @@ fn install_stop_handler() -> anyhow::Result<Arc<AtomicBool>> {
             .context("installing the signal handler")?;
     }
     Ok(flag)
+}
+
+#[derive(Debug, Args)]
+struct FlopsArgs {
+    /// The experiment.
+    #[arg(long)]
+    config: PathBuf,
+    /// Override a config value: `section.key=value` (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    overrides: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -257,6 +270,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => run_inspect(args),
         Command::TrainTokenizer(args) => run_train_tokenizer(args),
         Command::ExportHf(args) => run_export(args),
+        Command::Flops(args) => run_flops(args),
         Command::Bench(BenchCommand::Pipeline(args)) => run_bench_pipeline(args),
     };
     match result {
@@ -541,6 +555,16 @@ impl Iterator for SentenceIter<'_> {
     }
 }
 
+fn run_flops(args: FlopsArgs) -> anyhow::Result<()> {
+    let config = RunConfig::load(&args.config, &args.overrides)
+        .with_context(|| format!("loading {}", args.config.display()))?;
+    let tokenizer = load_tokenizer(&config.data.tokenizer)?;
+    let (disc, gen) = electra_trainer::train::model_configs(&config, &tokenizer);
+    let flops = electra_trainer::flops::step_flops(&config, &disc, &gen);
+    println!("{}", serde_json::to_string(&flops)?);
+    Ok(())
+}
+
 fn run_export(args: ExportArgs) -> anyhow::Result<()> {
     use electra_model::hf::{HF_DISCRIMINATOR_DIR, HF_GENERATOR_DIR};
     use electra_trainer::checkpoint;
@@ -641,6 +665,12 @@ fn print_summary(s: &RunSummary, run_dir: &std::path::Path) {
     println!("  {:<22} {}", "tokens", s.tokens);
     println!("  {:<22} {:.1}", "seconds", s.seconds);
     println!("  {:<22} {:.0}", "tokens/s", s.tokens_per_sec);
+    println!(
+        "  {:<22} {:.3e} per step, {:.3e} in all",
+        "training FLOPs",
+        s.flops_per_step,
+        s.flops_per_step * s.steps as f64
+    );
     if let (Some(first), Some(last)) = (&s.first, &s.last) {
         println!(
             "  {:<22} {:>10} {:>10}",

@@ -10,11 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use electra_model::hf::{self, HfTokenizerFiles};
-use electra_model::hf_import::HfGenerator;
 use electra_model::safetensors;
 use electra_model::stats::STATS_LEN;
-use electra_model::{Electra, ElectraConfig, ElectraInput, ElectraOptions, ElectraStats};
+use electra_model::{ElectraConfig, ElectraInput, ElectraOptions, ElectraStats};
 use electra_pipeline::{BadRecordCounts, Batch, DataCursor, Loader, LoaderStart, TextTokenizer};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -23,7 +21,9 @@ use tch::{nn, Device, Kind, Tensor};
 use crate::checkpoint::{self, CheckpointWriter, FileStamp, Found, TrainerState, WindowState};
 use crate::config::RunConfig;
 use crate::error::{Result, TrainError};
+use crate::flops::step_flops;
 use crate::metrics::{MetricsRow, MetricsWriter};
+use crate::objective::{write_hf_folders, Layout, Pretrainer};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::schedule::LinearSchedule;
 use crate::tokenizer::load_tokenizer;
@@ -102,6 +102,8 @@ pub struct RunSummary {
     pub skipped_steps: u64,
     /// The step a resumed run started from.
     pub resumed_from: Option<u64>,
+    /// Training FLOPs of one step (see [`crate::flops`]).
+    pub flops_per_step: f64,
 }
 
 /// The discriminator and generator configs a run config and tokenizer imply.
@@ -115,49 +117,6 @@ pub fn model_configs(
     );
     let gen = disc.generator(config.model.generator_fraction);
     (disc, gen)
-}
-
-/// Builds the model from a Hugging Face folder (see [`PretrainOptions::init_from_hf`]).
-fn init_from_hf(
-    vs: &nn::VarStore,
-    dir: &Path,
-    config: &RunConfig,
-    vocab_size: i64,
-) -> Result<Electra> {
-    let (disc_dir, gen_dir) = if dir.join(hf::HF_DISCRIMINATOR_DIR).is_dir() {
-        (
-            dir.join(hf::HF_DISCRIMINATOR_DIR),
-            Some(dir.join(hf::HF_GENERATOR_DIR)).filter(|g| g.is_dir()),
-        )
-    } else {
-        (
-            dir.to_path_buf(),
-            Some(dir.join("generator")).filter(|g| g.is_dir()),
-        )
-    };
-    let generator = match &gen_dir {
-        Some(g) => HfGenerator::Folder(g),
-        None => HfGenerator::Fresh {
-            width_fraction: config.model.generator_fraction,
-        },
-    };
-    let model = Electra::from_hf(&vs.root(), &disc_dir, generator)?;
-    let found = model.discriminator_config().vocab_size;
-    if found != vocab_size {
-        return Err(TrainError::InvalidConfig {
-            field: "--init-from-hf".into(),
-            reason: format!(
-                "{} has a vocabulary of {found}, the run's tokenizer {vocab_size}; use the tokenizer the model was trained with",
-                disc_dir.display()
-            ),
-        });
-    }
-    tracing::info!(
-        discriminator = %disc_dir.display(),
-        generator = %gen_dir.as_ref().map_or("fresh".to_string(), |g| g.display().to_string()),
-        "initialised from Hugging Face weights"
-    );
-    Ok(model)
 }
 
 /// Derives the per-step libtorch seed, so dropout and Gumbel noise depend only on
@@ -393,14 +352,25 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
     let t = &config.train;
     tch::manual_seed(step_seed(t.seed, u64::MAX));
     let vs = nn::VarStore::new(device);
+    let objective = config.model.objective;
     let model = match (&found, &options.init_from_hf) {
-        (Some(found), _) => Electra::from_hf(
-            &vs.root(),
-            &found.dir.join(hf::HF_DISCRIMINATOR_DIR),
-            HfGenerator::Folder(&found.dir.join(hf::HF_GENERATOR_DIR)),
-        )?,
-        (None, None) => Electra::new(&vs.root(), &disc_cfg, &gen_cfg)?,
-        (None, Some(dir)) => init_from_hf(&vs, dir, config, disc_cfg.vocab_size)?,
+        (Some(found), _) => Pretrainer::from_checkpoint(&vs.root(), objective, &found.dir)?,
+        (None, None) => Pretrainer::new(&vs.root(), objective, &disc_cfg, &gen_cfg)?,
+        (None, Some(dir)) => {
+            let model = Pretrainer::from_hf(&vs.root(), config, dir)?;
+            let found = model.encoder_config().vocab_size;
+            if found != disc_cfg.vocab_size {
+                return Err(TrainError::InvalidConfig {
+                    field: "--init-from-hf".into(),
+                    reason: format!(
+                        "{} has a vocabulary of {found}, the run's tokenizer {}; use the tokenizer the model was trained with",
+                        dir.display(),
+                        disc_cfg.vocab_size
+                    ),
+                });
+            }
+            model
+        }
     };
     let params: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     let mut optimizer = AdamW::new(
@@ -471,12 +441,19 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
         None => MetricsWriter::open(&metrics_path, false)?,
     };
     let first_step = state.map_or(0, |s| s.step);
+    let flops_per_step = match &model {
+        Pretrainer::Electra(m) => {
+            step_flops(config, m.discriminator_config(), m.generator_config()).total
+        }
+        Pretrainer::Mlm(m) => step_flops(config, m.config(), m.config()).total,
+    };
     tracing::info!(
         device = ?device,
         steps,
         from_step = first_step,
-        discriminator_params = count_params(&vs, "discriminator."),
-        discriminator_hidden = model.discriminator_config().hidden_size,
+        objective = ?objective,
+        encoder_params = count_params(&vs, ""),
+        encoder_hidden = model.encoder_config().hidden_size,
         generator_params = count_params(&vs, "generator."),
         "pre-training"
     );
@@ -555,7 +532,7 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
         tensors.push((GUARD_TENSORS[0].into(), guard.skipped.shallow_clone()));
         tensors.push((GUARD_TENSORS[1].into(), guard.consecutive.shallow_clone()));
         tensors.push((GUARD_TENSORS[2].into(), guard.longest.shallow_clone()));
-        let dir = writer.save(&model, &tensors, &state, &tokenizer_json)?;
+        let dir = writer.save(&model.hf_folders(), &tensors, &state, &tokenizer_json)?;
         tracing::info!(step = done, checkpoint = %dir.display(), "checkpoint written");
         Ok(dir)
     };
@@ -620,24 +597,12 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
             .as_ref()
             .is_some_and(|s| s.load(Ordering::SeqCst));
         let every = config.checkpoint.every_steps;
-        if (every > 0 && done % every == 0) || done == steps || stop {
-            // Before the row: a checkpoint keeps the window open, so a resumed run closes
-            // it exactly where an uninterrupted one would.
-            let dir = save(
-                done,
-                cursor,
-                tokens_total,
-                &bad_records,
-                &window,
-                &guard,
-                &optimizer,
-            )?;
-            last_checkpoint = Some((done, dir));
-        }
-        if done % t.log_every == 0 || done == steps || stop {
+        let regular_row = done % t.log_every == 0;
+        let checkpoint_now = (every > 0 && done % every == 0) || done == steps || stop;
+        let mut write_row = |window: &mut Window| -> Result<()> {
             let (skipped, _) = guard.read()?;
             let row = close_window(
-                &mut window,
+                window,
                 done,
                 epoch,
                 lr,
@@ -650,7 +615,30 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
             report(&bar, &row);
             first.get_or_insert_with(|| row.clone());
             last = Some(row);
-            window = Window::new(device);
+            *window = Window::new(device);
+            Ok(())
+        };
+        // A row at a logging step comes before a checkpoint there, so the checkpoint holds
+        // an empty window. An early row (the run ends or is stopped between logging steps)
+        // comes after it: the checkpoint keeps the window open, and a resumed run drops
+        // that row and closes the window where an uninterrupted run would.
+        if regular_row {
+            write_row(&mut window)?;
+        }
+        if checkpoint_now {
+            let dir = save(
+                done,
+                cursor,
+                tokens_total,
+                &bad_records,
+                &window,
+                &guard,
+                &optimizer,
+            )?;
+            last_checkpoint = Some((done, dir));
+        }
+        if !regular_row && (done == steps || stop) {
+            write_row(&mut window)?;
         }
         if let Some(bar) = &bar {
             bar.inc(1);
@@ -669,7 +657,12 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
 
     let final_dir = run_dir.join("final");
     if !interrupted {
-        save_final(&final_dir, &model, &tokenizer_json)?;
+        write_hf_folders(
+            &final_dir,
+            &model.hf_folders(),
+            &tokenizer_json,
+            Layout::Final,
+        )?;
     }
     let trained = tokens_total - tokens_before;
     Ok(RunSummary {
@@ -686,6 +679,7 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
         checkpoint: last_checkpoint.map(|(_, dir)| dir),
         skipped_steps,
         resumed_from: (first_step > 0).then_some(first_step),
+        flops_per_step,
     })
 }
 
@@ -776,30 +770,6 @@ fn report(bar: &Option<ProgressBar>, row: &MetricsRow) {
         Some(bar) => bar.set_message(line),
         None => tracing::info!(step = row.step, "{line}"),
     }
-}
-
-/// Writes the final weights as Hugging Face folders: `final/` is the discriminator
-/// (`ElectraForPreTraining`: `model.safetensors`, `config.json`, tokenizer files) and
-/// `final/generator/` the generator (`ElectraForMaskedLM`), so `transformers` loads either.
-pub fn save_final(dir: &Path, model: &Electra, tokenizer_json: &Path) -> Result<()> {
-    let tokenizer = HfTokenizerFiles::read(tokenizer_json)?;
-    let max_len = model.discriminator_config().max_position_embeddings;
-    hf::save_hf_model(
-        dir,
-        model.discriminator_config(),
-        hf::HF_DISCRIMINATOR_ARCHITECTURE,
-        &model.hf_discriminator_tensors(),
-    )?;
-    tokenizer.write(dir, max_len)?;
-    let generator = dir.join("generator");
-    hf::save_hf_model(
-        &generator,
-        model.generator_config(),
-        hf::HF_GENERATOR_ARCHITECTURE,
-        &model.hf_generator_tensors(),
-    )?;
-    tokenizer.write(&generator, max_len)?;
-    Ok(())
 }
 
 #[cfg(test)]

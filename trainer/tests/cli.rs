@@ -282,3 +282,77 @@ fn config_errors_name_the_key_and_exit_non_zero() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/*.txt"), "{err}");
 }
+
+#[test]
+fn the_mlm_objective_trains_resumes_and_loads_as_electra_for_masked_lm() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("mlm");
+    let args = |extra: &[&str]| -> Vec<String> {
+        [
+            "pretrain",
+            "--config",
+            "configs/tiny.toml",
+            "--data",
+            "data/corpus/moby_dick.txt.zst",
+            "--run-dir",
+            s(&run),
+            "--device",
+            "cpu",
+            "--set",
+            "model.objective=\"mlm\"",
+            "--set",
+            "data.mask_strategy=\"bert\"",
+            "--set",
+            "data.batch_size=8",
+            "--set",
+            "train.log_every=2",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|a| a.to_string())
+        .collect()
+    };
+    let first = args(&["--max-steps", "4"]);
+    let out = ok(&electra(
+        &first.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+    assert!(out.contains("training FLOPs"), "{out}");
+    assert!(run
+        .join("checkpoints/step-000000004/masked_lm/model.safetensors")
+        .is_file());
+    let resumed = args(&["--max-steps", "6", "--resume"]);
+    ok(&electra(
+        &resumed.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+    let rows = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = rows
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, vec![2, 4, 6]);
+    let script = r#"
+import sys, torch
+from transformers import ElectraForMaskedLM
+model, info = ElectraForMaskedLM.from_pretrained(sys.argv[1], output_loading_info=True)
+bad = [k for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if info[k]]
+assert not bad, info
+assert torch.equal(model.generator_lm_head.weight, model.electra.embeddings.word_embeddings.weight)
+assert model.config.hidden_size == 128, model.config
+print("ok")
+"#;
+    let out = Command::new(python())
+        .args(["-c", script])
+        .arg(run.join("final"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

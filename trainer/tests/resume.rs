@@ -103,9 +103,9 @@ fn assert_same_training(a: &Path, b: &Path) {
     assert_eq!(rows(a), rows(b), "metrics rows differ");
 }
 
-/// 12 steps straight vs 7 steps (checkpoints at 4 and 7, the one at 7 in the middle of a
-/// logging window) and --resume to 12, the two halves with other loader thread counts.
-fn check_exact_resume(data: &[&str]) {
+/// 12 steps straight vs `stop` steps (checkpoints every 4 and at `stop`; rows every 3)
+/// and --resume to 12, the two halves with other loader thread counts.
+fn check_exact_resume(data: &[&str], stop: u64) {
     let straight = tempfile::tempdir().unwrap();
     let split = tempfile::tempdir().unwrap();
     let common: Vec<&str> = data
@@ -120,21 +120,23 @@ fn check_exact_resume(data: &[&str]) {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     ok(pretrain(straight.path(), 12, &args));
 
-    let first = with(&["--threads", "1", "--max-steps", "7"]);
+    let stop_arg = stop.to_string();
+    let first = with(&["--threads", "1", "--max-steps", &stop_arg]);
     let first: Vec<&str> = first.iter().map(String::as_str).collect();
     ok(pretrain(split.path(), 12, &first));
     let checkpoints = split.path().join("checkpoints");
     assert!(checkpoints.join("step-000000004/SHA256SUMS").is_file());
-    assert!(checkpoints.join("step-000000007/SHA256SUMS").is_file());
+    let last = format!("step-{stop:09}");
+    assert!(checkpoints.join(&last).join("SHA256SUMS").is_file());
     assert_eq!(
         std::fs::read_to_string(checkpoints.join("latest")).unwrap(),
-        "step-000000007"
+        last
     );
     let second = with(&["--threads", "3", "--resume"]);
     let second: Vec<&str> = second.iter().map(String::as_str).collect();
     let out = ok(pretrain(split.path(), 12, &second));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("step 7"),
+        String::from_utf8_lossy(&out.stdout).contains(&format!("step {stop}")),
         "{}",
         text(&out)
     );
@@ -146,13 +148,14 @@ fn check_exact_resume(data: &[&str]) {
     assert_eq!(
         steps,
         vec![3, 6, 9, 12],
-        "the early row at step 7 is replaced"
+        "an early row at the stop is replaced"
     );
 }
 
+/// Stopped at a logging step: the checkpoint comes after the row, with an empty window.
 #[test]
 fn resuming_raw_files_equals_training_straight_through() {
-    check_exact_resume(&[]);
+    check_exact_resume(&[], 6);
 }
 
 #[test]
@@ -171,7 +174,11 @@ fn resuming_from_shards_equals_training_straight_through() {
         .unwrap();
     ok(out);
     let manifest = shards.path().join("manifest.json");
-    check_exact_resume(&["--data", s(&manifest), "--set", "data.shuffle_window=50"]);
+    // Stopped between logging steps: the checkpoint keeps the window open.
+    check_exact_resume(
+        &["--data", s(&manifest), "--set", "data.shuffle_window=50"],
+        7,
+    );
 }
 
 /// Spawns a run and forwards its stderr lines to a channel.
