@@ -66,6 +66,26 @@ pub enum BadRecordPolicy {
     Fail,
 }
 
+/// What to do with a line longer than `max_doc_bytes`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OversizedLinePolicy {
+    /// The line is a bad record: consumed without being buffered, then skipped and counted
+    /// as `oversized_lines` (or an error under `on_bad_record = "fail"`).
+    #[default]
+    Reject,
+    /// Plain text only: the line is cut into pieces of at most `max_doc_bytes` (at the last
+    /// whitespace in a piece's second half, else at a UTF-8 character boundary), each
+    /// emitted as a document of its own, and counted as `split_lines`. The document in
+    /// progress ends before the line and the lines after it begin a new one. A JSONL line
+    /// cannot be cut and is rejected as above.
+    Split,
+}
+
+/// Smallest `max_doc_bytes` with `oversized_lines = "split"`: a piece always holds a whole
+/// UTF-8 character.
+pub const MIN_SPLIT_BYTES: usize = 4;
+
 /// The `[data]` section of a run config.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -100,8 +120,14 @@ pub struct DataConfig {
     pub split_long_sentences: bool,
     /// Skip-and-count or fail on bad records. Default: `skip`.
     pub on_bad_record: BadRecordPolicy,
-    /// Longest line held in memory; longer lines are bad records. Default: 64 MiB.
+    /// Longest line held in memory; what happens to longer lines is `oversized_lines`.
+    /// Default: 64 MiB.
     pub max_doc_bytes: usize,
+    /// Lines longer than `max_doc_bytes`: `reject` (a bad record, see `on_bad_record`) or
+    /// `split` (plain text is cut into documents of at most `max_doc_bytes`; JSONL lines
+    /// are still rejected). Memory stays bounded by `max_doc_bytes` either way.
+    /// Default: `reject`.
+    pub oversized_lines: OversizedLinePolicy,
     /// Worker threads; 0 means the available parallelism. Default: 0.
     pub threads: usize,
     /// Batches waiting in the output queue. Default: 8.
@@ -142,6 +168,7 @@ impl Default for DataConfig {
             split_long_sentences: true,
             on_bad_record: BadRecordPolicy::Skip,
             max_doc_bytes: DEFAULT_MAX_DOC_BYTES,
+            oversized_lines: OversizedLinePolicy::Reject,
             threads: 0,
             prefetch: DEFAULT_PREFETCH,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
@@ -198,6 +225,17 @@ impl DataConfig {
         check_prob("random_length_prob", self.random_length_prob)?;
         if self.max_doc_bytes == 0 {
             return Err(invalid("max_doc_bytes", "must be at least 1"));
+        }
+        if self.oversized_lines == OversizedLinePolicy::Split
+            && self.max_doc_bytes < MIN_SPLIT_BYTES
+        {
+            return Err(invalid(
+                "max_doc_bytes",
+                format!(
+                    "{} is below {MIN_SPLIT_BYTES}, the least oversized_lines = \"split\" needs",
+                    self.max_doc_bytes
+                ),
+            ));
         }
         if self.prefetch == 0 {
             return Err(invalid("prefetch", "must be at least 1"));
@@ -269,9 +307,10 @@ mod tests {
     #[test]
     fn enums_parse_lowercase() {
         let c: DataConfig = serde_json::from_str(
-            r#"{"format": "jsonl", "mask_strategy": "bert", "on_bad_record": "fail", "epochs": 3}"#,
+            r#"{"format": "jsonl", "mask_strategy": "bert", "on_bad_record": "fail", "epochs": 3, "oversized_lines": "split"}"#,
         )
         .unwrap();
+        assert_eq!(c.oversized_lines, OversizedLinePolicy::Split);
         assert_eq!(c.format, SourceFormat::Jsonl);
         assert_eq!(c.mask_strategy, MaskStrategy::Bert);
         assert_eq!(c.on_bad_record, BadRecordPolicy::Fail);
@@ -322,6 +361,14 @@ mod tests {
                     ..Default::default()
                 },
                 "chunk_bytes",
+            ),
+            (
+                DataConfig {
+                    oversized_lines: OversizedLinePolicy::Split,
+                    max_doc_bytes: 3,
+                    ..Default::default()
+                },
+                "max_doc_bytes",
             ),
             (
                 DataConfig {

@@ -58,7 +58,7 @@ pub mod tokenize;
 pub mod train_tokenizer;
 
 pub use batch::{Batch, BatchShape, DataCursor};
-pub use config::{BadRecordPolicy, DataConfig, MaskStrategy, SourceFormat};
+pub use config::{BadRecordPolicy, DataConfig, MaskStrategy, OversizedLinePolicy, SourceFormat};
 pub use error::{PipelineError, Result};
 pub use loader::{Loader, LoaderStart, LoaderStats};
 pub use mask::{MaskedExample, Masker};

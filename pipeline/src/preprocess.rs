@@ -22,6 +22,7 @@ use std::time::Instant;
 use electra_schemas::manifest::{Manifest, ShardEntry, FILE_NAME};
 use electra_schemas::SCHEMA_VERSION;
 
+use crate::config::OversizedLinePolicy;
 use crate::error::{PipelineError, Result};
 use crate::parallel::ordered_map;
 use crate::shard::{
@@ -265,11 +266,17 @@ pub fn preprocess(
 }
 
 /// The reading options that decide the document stream, as recorded in the manifest.
+/// `oversized_lines` appears only when it is not the default, so manifests written before
+/// it existed still match.
 fn reader_fingerprint(source: &SourceOptions) -> String {
-    format!(
+    let mut fingerprint = format!(
         "format={:?} text_field={} on_bad_record={:?} max_doc_bytes={}",
         source.format, source.text_field, source.on_bad_record, source.max_doc_bytes
-    )
+    );
+    if source.oversized_lines != OversizedLinePolicy::default() {
+        fingerprint.push_str(&format!(" oversized_lines={:?}", source.oversized_lines));
+    }
+    fingerprint
 }
 
 /// Bytes of sentence text in a documents batch.

@@ -322,6 +322,17 @@ impl ShardWriter {
         let Some(shard) = self.current.take() else {
             return Ok(None);
         };
+        let tmp = shard.tmp.clone();
+        let entry = self.close(shard);
+        if entry.is_err() {
+            // A failed shard (a full disk, say) must not keep its partial file around.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        entry.map(Some)
+    }
+
+    /// Writes the footer, syncs and renames a finished shard.
+    fn close(&mut self, shard: OpenShard) -> Result<ShardEntry> {
         let file = shard.writer.into_inner().map_err(parquet_err(&shard.tmp))?;
         file.sync_all().map_err(io_err(&shard.tmp))?;
         drop(file);
@@ -332,13 +343,13 @@ impl ShardWriter {
         std::fs::rename(&shard.tmp, &shard.path).map_err(io_err(&shard.path))?;
         sync_dir(&shard.path);
         self.next_index += 1;
-        Ok(Some(ShardEntry {
+        Ok(ShardEntry {
             path: shard.name,
             rows: shard.rows,
             tokens: shard.tokens,
             bytes,
             sha256,
-        }))
+        })
     }
 
     /// Removes the temporary file of an unfinished shard (after a failure).

@@ -1,7 +1,7 @@
 //! JSONL: one JSON object a line, the document's text in a configured field; the text's
 //! lines are the document's sentences.
 
-use super::{Document, FileContext, LineInfo, LineOutcome};
+use super::{Document, FileContext, LineInfo};
 use crate::error::{PipelineError, Result};
 
 /// Parses JSONL lines into documents.
@@ -17,7 +17,8 @@ impl JsonlParser {
         }
     }
 
-    /// Feeds one line (without its newline); blank lines are ignored.
+    /// Feeds one line (without its newline); blank lines are ignored; the document goes to
+    /// `out`. A JSONL line is never cut: the reader does not split lines of this format.
     pub fn line(
         &mut self,
         bytes: &[u8],
@@ -25,7 +26,8 @@ impl JsonlParser {
         line_no: u64,
         cap: usize,
         ctx: &mut FileContext<'_>,
-    ) -> Result<LineOutcome> {
+        out: &mut Vec<Document>,
+    ) -> Result<()> {
         let path = ctx.path.to_path_buf();
         if info.oversized {
             ctx.bad_record(
@@ -37,7 +39,7 @@ impl JsonlParser {
                 },
                 |b| b.oversized_lines += 1,
             )?;
-            return Ok(LineOutcome::Nothing);
+            return Ok(());
         }
         let Ok(text) = std::str::from_utf8(bytes) else {
             ctx.bad_record(
@@ -48,10 +50,10 @@ impl JsonlParser {
                 },
                 |b| b.invalid_utf8 += 1,
             )?;
-            return Ok(LineOutcome::Nothing);
+            return Ok(());
         };
         if text.trim().is_empty() {
-            return Ok(LineOutcome::Nothing);
+            return Ok(());
         }
         let value: serde_json::Value = match serde_json::from_str(text) {
             Ok(v) => v,
@@ -64,7 +66,7 @@ impl JsonlParser {
                     },
                     |b| b.malformed_json += 1,
                 )?;
-                return Ok(LineOutcome::Nothing);
+                return Ok(());
             }
         };
         let Some(body) = value.get(&self.field).and_then(|v| v.as_str()) else {
@@ -76,7 +78,7 @@ impl JsonlParser {
                 },
                 |b| b.missing_text_field += 1,
             )?;
-            return Ok(LineOutcome::Nothing);
+            return Ok(());
         };
         let sentences: Vec<String> = body
             .split('\n')
@@ -86,11 +88,12 @@ impl JsonlParser {
             .collect();
         if sentences.is_empty() {
             ctx.bad.empty_documents += 1;
-            return Ok(LineOutcome::Nothing);
+            return Ok(());
         }
-        Ok(LineOutcome::Document(Document {
+        out.push(Document {
             offset: info.offset,
             sentences,
-        }))
+        });
+        Ok(())
     }
 }

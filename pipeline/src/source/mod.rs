@@ -4,7 +4,15 @@
 //! Files are never decompressed whole: each is read through a counting reader (for the
 //! compressed offset of a decoding error), a streaming zstd decoder when the name ends in
 //! `.zst` (concatenated frames are read in turn) and a line reader whose buffer is capped at
-//! `max_doc_bytes`.
+//! `max_doc_bytes` (a longer line is rejected or, for plain text under
+//! `oversized_lines = "split"`, cut into pieces).
+//!
+//! A zstd file is first decoded once into nothing, in bounded memory, to check it: a frame
+//! is trusted only once zstd has decoded it to its end (and verified its content checksum,
+//! when the frame has one). Reading then stops at the end of the last frame that checked
+//! out, so a damaged frame never contributes text decoded before the damage was detected;
+//! a truncated file gives the text decoded before its end (zstd only emits whole blocks),
+//! and then the error.
 
 mod jsonl;
 mod text;
@@ -23,7 +31,7 @@ use electra_schemas::documents;
 use serde::{Deserialize, Serialize};
 
 use crate::arrow_util::list_item;
-use crate::config::{BadRecordPolicy, DataConfig, SourceFormat};
+use crate::config::{BadRecordPolicy, DataConfig, OversizedLinePolicy, SourceFormat};
 use crate::error::{PipelineError, Result};
 
 /// Warnings logged per file for bad records before going quiet (the counts go on).
@@ -87,8 +95,11 @@ pub struct BadRecordCounts {
     pub missing_text_field: u64,
     /// Documents with no sentence left (all lines bad, or empty JSONL text).
     pub empty_documents: u64,
-    /// Lines longer than `max_doc_bytes`.
+    /// Lines longer than `max_doc_bytes`, rejected.
     pub oversized_lines: u64,
+    /// Plain-text lines longer than `max_doc_bytes` cut into pieces
+    /// (`oversized_lines = "split"`); their text is kept.
+    pub split_lines: u64,
     /// Files whose zstd stream could not be decoded to the end.
     pub unreadable_files: u64,
 }
@@ -101,16 +112,19 @@ impl BadRecordCounts {
         self.missing_text_field += other.missing_text_field;
         self.empty_documents += other.empty_documents;
         self.oversized_lines += other.oversized_lines;
+        self.split_lines += other.split_lines;
         self.unreadable_files += other.unreadable_files;
     }
 
-    /// All bad records together.
+    /// All bad records together (split lines included: their text is kept, but they are
+    /// reported).
     pub fn total(&self) -> u64 {
         self.invalid_utf8
             + self.malformed_json
             + self.missing_text_field
             + self.empty_documents
             + self.oversized_lines
+            + self.split_lines
             + self.unreadable_files
     }
 }
@@ -135,6 +149,8 @@ pub struct SourceOptions {
     pub on_bad_record: BadRecordPolicy,
     /// Longest line held in memory.
     pub max_doc_bytes: usize,
+    /// Lines longer than `max_doc_bytes`: rejected, or (plain text) split.
+    pub oversized_lines: OversizedLinePolicy,
     /// A chunk is emitted once its sentences hold this many bytes.
     pub chunk_bytes: usize,
 }
@@ -147,6 +163,7 @@ impl SourceOptions {
             text_field: config.text_field.clone(),
             on_bad_record: config.on_bad_record,
             max_doc_bytes: config.max_doc_bytes,
+            oversized_lines: config.oversized_lines,
             chunk_bytes: config.chunk_bytes,
         }
     }
@@ -199,29 +216,64 @@ impl<R: Read> Read for CountingReader<R> {
     }
 }
 
-/// One line as the line reader returns it.
+/// One line, or one piece of a line, as the line reader returns it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LineInfo {
-    /// Decompressed offset of the line's first byte.
+    /// Decompressed offset of the line's (or piece's) first byte.
     pub offset: u64,
     /// The line was longer than the cap; the buffer holds nothing.
     pub oversized: bool,
+    /// Split mode: this is a piece of a line longer than the cap.
+    pub piece: Option<Piece>,
+}
+
+/// Where a piece lies in the line it was cut from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Piece {
+    /// The line's first piece.
+    pub first: bool,
+    /// The line's last piece.
+    pub last: bool,
 }
 
 /// Reads lines with a buffer capped at `max_doc_bytes`, tracking the decompressed offset.
 struct LineReader {
     inner: Box<dyn BufRead + Send>,
+    /// Decompressed bytes consumed from `inner`.
     offset: u64,
+    /// Split mode: bytes of the line being cut, read past the last piece's cut (fewer than
+    /// the cap).
+    carry: Vec<u8>,
+    /// Split mode: a line is being cut and its last piece is still to come.
+    splitting: bool,
 }
 
 impl LineReader {
+    fn new(inner: Box<dyn BufRead + Send>) -> Self {
+        Self {
+            inner,
+            offset: 0,
+            carry: Vec::new(),
+            splitting: false,
+        }
+    }
+
     /// Reads the next line into `buf` without its `\n` / `\r\n`. A line longer than `cap`
-    /// is consumed up to its newline without being buffered and comes back `oversized`.
-    fn next_line(&mut self, buf: &mut Vec<u8>, cap: usize) -> io::Result<Option<LineInfo>> {
+    /// is consumed up to its newline without being buffered and comes back `oversized`;
+    /// with `split`, it comes back instead as pieces of at most `cap` bytes (see
+    /// [`split_point`]), one a call. Neither holds more than `cap` bytes of a line.
+    fn next_line(
+        &mut self,
+        buf: &mut Vec<u8>,
+        cap: usize,
+        split: bool,
+    ) -> io::Result<Option<LineInfo>> {
         buf.clear();
-        let start = self.offset;
+        let start = self.offset - self.carry.len() as u64;
+        buf.append(&mut self.carry);
+        let continuing = std::mem::take(&mut self.splitting);
         let mut oversized = false;
-        let mut any = false;
+        let mut any = continuing;
         loop {
             let available = match self.inner.fill_buf() {
                 Ok(b) => b,
@@ -234,7 +286,32 @@ impl LineReader {
             any = true;
             let newline = available.iter().position(|&b| b == b'\n');
             let content = newline.unwrap_or(available.len());
-            if !oversized {
+            if split {
+                // A '\r' just before the newline is stripped below and does not count.
+                let counted = match newline {
+                    Some(_) if content > 0 && available[content - 1] == b'\r' => content - 1,
+                    _ => content,
+                };
+                if buf.len() + counted > cap {
+                    let room = cap.saturating_sub(buf.len());
+                    buf.extend_from_slice(&available[..room]);
+                    self.inner.consume(room);
+                    self.offset += room as u64;
+                    let cut = split_point(buf);
+                    self.carry.extend_from_slice(&buf[cut..]);
+                    buf.truncate(cut);
+                    self.splitting = true;
+                    return Ok(Some(LineInfo {
+                        offset: start,
+                        oversized: false,
+                        piece: Some(Piece {
+                            first: !continuing,
+                            last: false,
+                        }),
+                    }));
+                }
+                buf.extend_from_slice(&available[..content]);
+            } else if !oversized {
                 if buf.len() + content > cap.saturating_add(1) {
                     // cap + 1 leaves room for a '\r' that is stripped below.
                     oversized = true;
@@ -264,8 +341,127 @@ impl LineReader {
         Ok(Some(LineInfo {
             offset: start,
             oversized,
+            piece: continuing.then_some(Piece {
+                first: false,
+                last: true,
+            }),
         }))
     }
+}
+
+/// Where to cut a full buffer of an oversized line: just after its last ASCII whitespace
+/// in the second half (so every piece but the last holds at least half the cap), else
+/// before a UTF-8 character the buffer holds only part of. Never 0 for a non-empty buffer.
+fn split_point(buf: &[u8]) -> usize {
+    let len = buf.len();
+    let half = len / 2;
+    if let Some(i) = buf[half..].iter().rposition(u8::is_ascii_whitespace) {
+        return half + i + 1;
+    }
+    // The last character starts at the last byte that is not a continuation byte (a
+    // character has at most 3 of them).
+    let tail = len.saturating_sub(4);
+    let Some(lead) = buf[tail..]
+        .iter()
+        .rposition(|&b| b & 0xC0 != 0x80)
+        .map(|i| tail + i)
+    else {
+        return len; // not UTF-8; the piece is reported as such
+    };
+    let width = match buf[lead] {
+        b if b >= 0xF0 => 4,
+        b if b >= 0xE0 => 3,
+        b if b >= 0xC0 => 2,
+        _ => 1,
+    };
+    if lead + width > len && lead > 0 {
+        lead
+    } else {
+        len
+    }
+}
+
+/// What checking a zstd file found.
+#[derive(Debug)]
+struct ZstdCheck {
+    /// Decompressed bytes that may be read: up to the end of the last frame that decoded to
+    /// its end, or for a truncated file everything decoded before the end.
+    readable: u64,
+    /// The error that ends the readable part, if any.
+    error: Option<PipelineError>,
+}
+
+/// Decodes a zstd file into nothing (bounded memory) and reports how much of it can be
+/// trusted; see the module docs.
+fn check_zstd(path: &Path) -> Result<ZstdCheck> {
+    use zstd::stream::raw::{Decoder, Operation};
+    let io_err = |source| PipelineError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io_err)?;
+    let mut decoder = Decoder::new().map_err(io_err)?;
+    let mut input = vec![0u8; zstd::zstd_safe::DCtx::in_size()];
+    let mut output = vec![0u8; zstd::zstd_safe::DCtx::out_size()];
+    // Compressed bytes consumed, decompressed bytes produced, and produced by the end of the
+    // last complete frame.
+    let (mut consumed, mut produced, mut verified) = (0u64, 0u64, 0u64);
+    let mut in_frame = false;
+    let mut frame_ended = false;
+    let failed = |consumed: u64, readable: u64, source: io::Error| ZstdCheck {
+        readable,
+        error: Some(PipelineError::Zstd {
+            path: path.to_path_buf(),
+            compressed_offset: consumed,
+            source,
+        }),
+    };
+    loop {
+        let n = match file.read(&mut input) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err(e)),
+        };
+        let mut pos = 0;
+        loop {
+            if frame_ended && pos < n {
+                decoder.reinit().map_err(io_err)?;
+                frame_ended = false;
+            }
+            let status = match decoder.run_on_buffers(&input[pos..n], &mut output) {
+                Ok(status) => status,
+                Err(e) => return Ok(failed(consumed + pos as u64, verified, e)),
+            };
+            pos += status.bytes_read;
+            produced += status.bytes_written as u64;
+            in_frame = status.remaining != 0;
+            if !in_frame {
+                verified = produced;
+                frame_ended = true;
+            }
+            // Done with this input once it is consumed and the output is flushed.
+            if pos == n && status.bytes_written < output.len() {
+                break;
+            }
+            if status.bytes_read == 0 && status.bytes_written == 0 && in_frame {
+                let source = io::Error::other("the zstd decoder makes no progress");
+                return Ok(failed(consumed + pos as u64, verified, source));
+            }
+        }
+        consumed += n as u64;
+    }
+    if in_frame {
+        let source = io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the file ends inside a zstd frame (truncated)",
+        );
+        return Ok(failed(consumed, produced, source));
+    }
+    Ok(ZstdCheck {
+        readable: produced,
+        error: None,
+    })
 }
 
 /// A document as a parser emits it.
@@ -275,14 +471,6 @@ pub(crate) struct Document {
     pub offset: u64,
     /// Trimmed, non-empty sentences.
     pub sentences: Vec<String>,
-}
-
-/// What reading one line produced.
-pub(crate) enum LineOutcome {
-    /// Nothing to emit yet.
-    Nothing,
-    /// A complete document.
-    Document(Document),
 }
 
 /// The per-file context a parser reports bad records through.
@@ -329,6 +517,11 @@ struct OpenFile {
     path: PathBuf,
     lines: LineReader,
     compressed: Option<Arc<AtomicU64>>,
+    /// Why a zstd file's readable part ends early (see [`check_zstd`]), reported when
+    /// reading reaches that end.
+    zstd_error: Option<PipelineError>,
+    /// Lines longer than the cap are cut into pieces (plain text under `split`).
+    split: bool,
     parser: Parser,
     line_no: u64,
     ordinal: u64,
@@ -406,6 +599,8 @@ pub struct DocumentReader {
     current: Option<OpenFile>,
     chunk: ChunkBuilder,
     line: Vec<u8>,
+    /// Documents completed by the last line read, not yet pushed.
+    ready: Vec<Document>,
     /// Documents emitted so far over all files.
     documents: u64,
     /// `(source index, ordinal)` where reading starts (see [`DocumentReader::seek`]).
@@ -446,6 +641,7 @@ impl DocumentReader {
             current: None,
             chunk: ChunkBuilder::new()?,
             line: Vec::new(),
+            ready: Vec::new(),
             documents: 0,
             seek: None,
             done: false,
@@ -488,7 +684,10 @@ impl DocumentReader {
             path: path.clone(),
             source,
         })?;
+        let mut zstd_error = None;
         let (reader, compressed): (Box<dyn BufRead + Send>, _) = if is_zstd(&path) {
+            let check = check_zstd(&path)?;
+            zstd_error = check.error;
             let count = Arc::new(AtomicU64::new(0));
             let counting = CountingReader {
                 inner: file,
@@ -502,7 +701,10 @@ impl DocumentReader {
                 }
             })?;
             (
-                Box::new(BufReader::with_capacity(READ_BUFFER, decoder)),
+                Box::new(BufReader::with_capacity(
+                    READ_BUFFER,
+                    decoder.take(check.readable),
+                )),
                 Some(count),
             )
         } else {
@@ -512,14 +714,15 @@ impl DocumentReader {
             SourceFormat::Jsonl => Parser::Jsonl(jsonl::JsonlParser::new(&self.options.text_field)),
             _ => Parser::Text(text::TextParser::default()),
         };
+        let split = matches!(parser, Parser::Text(_))
+            && self.options.oversized_lines == OversizedLinePolicy::Split;
         Ok(OpenFile {
             index: self.indices[index],
             path,
-            lines: LineReader {
-                inner: reader,
-                offset: 0,
-            },
+            lines: LineReader::new(reader),
             compressed,
+            zstd_error,
+            split,
             parser,
             line_no: 0,
             ordinal: 0,
@@ -539,7 +742,7 @@ impl DocumentReader {
         // Bad records inside documents skipped by a seek were counted by the earlier run.
         let mut already_counted = BadRecordCounts::default();
         while self.chunk.text_bytes < self.options.chunk_bytes {
-            let line = file.lines.next_line(&mut self.line, cap);
+            let line = file.lines.next_line(&mut self.line, cap, file.split);
             let skipping = file.ordinal < file.skip_to;
             let mut ctx = FileContext {
                 path: &file.path,
@@ -551,7 +754,8 @@ impl DocumentReader {
                 },
                 warnings: &mut file.warnings,
             };
-            let (outcome, ended) = match line {
+            let mut ready = std::mem::take(&mut self.ready);
+            let ended = match line {
                 Err(source) => {
                     let Some(count) = &file.compressed else {
                         return Err(PipelineError::Io {
@@ -569,29 +773,36 @@ impl DocumentReader {
                     return Ok(true);
                 }
                 Ok(None) => {
-                    let doc = match &mut file.parser {
-                        Parser::Text(p) => p.finish(&mut ctx),
-                        Parser::Jsonl(_) => None,
-                    };
-                    (
-                        doc.map_or(LineOutcome::Nothing, LineOutcome::Document),
-                        true,
-                    )
+                    if let Some(error) = file.zstd_error.take() {
+                        // The readable part of a damaged zstd file ends here: the document
+                        // in progress may be incomplete and is dropped.
+                        ctx.bad_record(error, |b| b.unreadable_files += 1)?;
+                        return Ok(true);
+                    }
+                    if let Parser::Text(p) = &mut file.parser {
+                        ready.extend(p.finish(&mut ctx));
+                    }
+                    true
                 }
                 Ok(Some(info)) => {
-                    file.line_no += 1;
-                    let outcome = match &mut file.parser {
-                        Parser::Text(p) => p.line(&self.line, info, file.line_no, cap, &mut ctx)?,
-                        Parser::Jsonl(p) => {
-                            p.line(&self.line, info, file.line_no, cap, &mut ctx)?
+                    if info.piece.is_none_or(|p| p.first) {
+                        file.line_no += 1;
+                    }
+                    match &mut file.parser {
+                        Parser::Text(p) => {
+                            p.line(&self.line, info, file.line_no, cap, &mut ctx, &mut ready)?
                         }
-                    };
-                    (outcome, false)
+                        Parser::Jsonl(p) => {
+                            p.line(&self.line, info, file.line_no, cap, &mut ctx, &mut ready)?
+                        }
+                    }
+                    false
                 }
             };
-            if let LineOutcome::Document(doc) = outcome {
+            for doc in ready.drain(..) {
                 self.push(file, &doc);
             }
+            self.ready = ready;
             if ended {
                 return Ok(true);
             }
@@ -980,21 +1191,400 @@ pub(crate) mod tests {
     #[test]
     fn a_line_buffer_never_exceeds_the_cap() {
         let data = format!("{}\nshort\n", "y".repeat(10_000));
-        let mut lines = LineReader {
-            inner: Box::new(BufReader::with_capacity(
-                64,
-                io::Cursor::new(data.into_bytes()),
-            )),
-            offset: 0,
-        };
+        let mut lines = LineReader::new(Box::new(BufReader::with_capacity(
+            64,
+            io::Cursor::new(data.into_bytes()),
+        )));
         let mut buf = Vec::new();
-        let first = lines.next_line(&mut buf, 100).unwrap().unwrap();
+        let first = lines.next_line(&mut buf, 100, false).unwrap().unwrap();
         assert!(first.oversized && buf.is_empty() && buf.capacity() < 1000);
-        let second = lines.next_line(&mut buf, 100).unwrap().unwrap();
+        let second = lines.next_line(&mut buf, 100, false).unwrap().unwrap();
         assert_eq!(
             (second.offset, buf.as_slice()),
             (10_001, b"short".as_slice())
         );
-        assert!(lines.next_line(&mut buf, 100).unwrap().is_none());
+        assert!(lines.next_line(&mut buf, 100, false).unwrap().is_none());
+    }
+
+    /// `n` documents of two sentences each, as plain text, and the sentences expected.
+    fn numbered_docs(n: usize) -> (Vec<u8>, Vec<Vec<String>>) {
+        let mut text = String::new();
+        let mut docs = Vec::new();
+        for i in 0..n {
+            let a = format!("Document {i} opens with sentence {}.", i * 7919 % 1000);
+            let b = format!("It closes with {} more words.", i * 104_729 % 997);
+            text.push_str(&format!("{a}\n{b}\n\n"));
+            docs.push(vec![a, b]);
+        }
+        (text.into_bytes(), docs)
+    }
+
+    fn texts(docs: Vec<Doc>) -> Vec<Vec<String>> {
+        docs.into_iter().map(|d| d.2).collect()
+    }
+
+    #[test]
+    fn a_zstd_file_cut_in_half_is_counted_or_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (text, expected) = numbered_docs(20_000);
+        let whole = zstd_frame(&text);
+        let cut = &whole[..whole.len() / 2];
+        let f = write(dir.path(), "cut.txt.zst", cut);
+        let g = write(dir.path(), "after.txt", b"after\n");
+        // skip: the text decoded before the cut comes through (zstd emits whole blocks
+        // only, so it is intact), the document the cut falls in is dropped, the file is
+        // counted and the next file is read.
+        let (docs, bad) = read_all(vec![f.clone(), g], opts(BadRecordPolicy::Skip)).unwrap();
+        let docs = texts(docs);
+        let (last, kept) = docs.split_last().unwrap();
+        assert_eq!(last, &vec!["after".to_string()]);
+        assert!(
+            kept.len() > 1000 && kept.len() < expected.len(),
+            "{}",
+            kept.len()
+        );
+        assert_eq!(kept, &expected[..kept.len()], "a prefix, intact");
+        assert_eq!(
+            bad,
+            BadRecordCounts {
+                unreadable_files: 1,
+                ..Default::default()
+            }
+        );
+        // fail: an error naming the file and the compressed offset of the cut.
+        let err = read_all(vec![f.clone()], opts(BadRecordPolicy::Fail)).unwrap_err();
+        assert!(
+            matches!(err, PipelineError::Zstd { compressed_offset, .. } if compressed_offset == cut.len() as u64),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(&f.display().to_string()), "{err}");
+        assert!(err.to_string().contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn a_flipped_byte_in_a_checksummed_zstd_frame_is_detected_and_none_of_its_text_is_read() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let checksummed = |bytes: &[u8]| {
+            let mut encoder = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+            encoder.include_checksum(true).unwrap();
+            encoder.write_all(bytes).unwrap();
+            encoder.finish().unwrap()
+        };
+        // A first frame that stays intact, then a multi-block frame that gets damaged.
+        let (first_text, first_docs) = numbered_docs(10);
+        let (text, _) = numbered_docs(20_000);
+        let first = checksummed(&first_text);
+        let frame = checksummed(&text);
+        assert!(frame.len() > 50_000, "{} bytes", frame.len());
+        let g = write(dir.path(), "after.txt", b"after\n");
+        let mut detected = 0;
+        // Positions across the payload (past the frame header, before the checksum).
+        for k in 1..16 {
+            let at = frame.len() * k / 16;
+            let mut bytes = first.clone();
+            let mut damaged = frame.clone();
+            damaged[at] ^= 0x10;
+            bytes.extend_from_slice(&damaged);
+            let f = write(dir.path(), "flipped.txt.zst", &bytes);
+            let (docs, bad) =
+                read_all(vec![f.clone(), g.clone()], opts(BadRecordPolicy::Skip)).unwrap();
+            let mut expected = first_docs.clone();
+            expected.push(vec!["after".to_string()]);
+            assert_eq!(
+                texts(docs),
+                expected,
+                "flip at {at}: no text of the damaged frame"
+            );
+            assert_eq!(bad.unreadable_files, 1, "flip at {at}");
+            let err = read_all(vec![f.clone()], opts(BadRecordPolicy::Fail)).unwrap_err();
+            assert!(
+                matches!(err, PipelineError::Zstd { compressed_offset, .. } if compressed_offset >= first.len() as u64),
+                "flip at {at}: {err:?}"
+            );
+            assert!(err.to_string().contains(&f.display().to_string()), "{err}");
+            detected += 1;
+        }
+        assert_eq!(detected, 15);
+    }
+
+    #[test]
+    fn a_plain_file_named_zst_is_counted_or_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            dir.path(),
+            "plain.txt.zst",
+            b"not zstd at all\n\nsecond doc\n",
+        );
+        let g = write(dir.path(), "after.txt", b"after\n");
+        let (docs, bad) = read_all(vec![f.clone(), g], opts(BadRecordPolicy::Skip)).unwrap();
+        assert_eq!(texts(docs), vec![vec!["after".to_string()]]);
+        assert_eq!(
+            bad,
+            BadRecordCounts {
+                unreadable_files: 1,
+                ..Default::default()
+            }
+        );
+        let err = read_all(vec![f.clone()], opts(BadRecordPolicy::Fail)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PipelineError::Zstd {
+                    compressed_offset: 0,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(&f.display().to_string()), "{err}");
+        // An empty file named .zst holds no frame and no text: not an error.
+        let e = write(dir.path(), "empty.txt.zst", b"");
+        let (docs, bad) = read_all(vec![e], opts(BadRecordPolicy::Fail)).unwrap();
+        assert!(docs.is_empty() && bad.total() == 0);
+    }
+
+    #[test]
+    fn invalid_utf8_is_counted_or_fatal_naming_line_and_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = write(
+            dir.path(),
+            "t.txt",
+            b"good one\n\nbad \xc3\x28 line\nkept\n\nlast\n",
+        );
+        let jsonl = write(
+            dir.path(),
+            "j.jsonl",
+            b"{\"text\": \"good\"}\n{\"text\": \"bad \xc3\x28\"}\n{\"text\": \"last\"}\n",
+        );
+        let (docs, bad) = read_all(vec![text.clone()], opts(BadRecordPolicy::Skip)).unwrap();
+        assert_eq!(
+            texts(docs),
+            vec![
+                vec!["good one".to_string()],
+                vec!["kept".to_string()],
+                vec!["last".to_string()]
+            ]
+        );
+        assert_eq!(bad.invalid_utf8, 1);
+        let (docs, bad) = read_all(vec![jsonl.clone()], opts(BadRecordPolicy::Skip)).unwrap();
+        assert_eq!(
+            texts(docs),
+            vec![vec!["good".to_string()], vec!["last".to_string()]]
+        );
+        assert_eq!(bad.invalid_utf8, 1);
+        for (file, line, offset) in [(&text, 3, 10), (&jsonl, 2, 17)] {
+            let err = read_all(vec![file.clone()], opts(BadRecordPolicy::Fail)).unwrap_err();
+            assert!(
+                matches!(err, PipelineError::InvalidUtf8 { line: l, byte_offset: o, .. } if l == line && o == offset),
+                "{err:?}"
+            );
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("{}:{line}:", file.display())),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_and_whitespace_documents_are_counted_not_emitted() {
+        let dir = tempfile::tempdir().unwrap();
+        let jsonl = write(
+            dir.path(),
+            "e.jsonl",
+            b"{\"text\": \"\"}\n{\"text\": \"   \"}\n{\"text\": \"\\n \\t\\n\"}\n{\"text\": \"real\"}\n",
+        );
+        // In plain text a whitespace-only line is a blank line: whitespace "documents"
+        // are one longer boundary and there is nothing to count.
+        let text = write(
+            dir.path(),
+            "e.txt",
+            "one\n\n   \n\t \n\u{a0}\n\ntwo\n  \n".as_bytes(),
+        );
+        for policy in [BadRecordPolicy::Skip, BadRecordPolicy::Fail] {
+            let (docs, bad) = read_all(vec![jsonl.clone()], opts(policy)).unwrap();
+            assert_eq!(texts(docs), vec![vec!["real".to_string()]]);
+            assert_eq!(
+                bad,
+                BadRecordCounts {
+                    empty_documents: 3,
+                    ..Default::default()
+                }
+            );
+            let (docs, bad) = read_all(vec![text.clone()], opts(policy)).unwrap();
+            assert_eq!(
+                texts(docs),
+                vec![vec!["one".to_string()], vec!["two".to_string()]]
+            );
+            assert_eq!(bad.total(), 0);
+        }
+    }
+
+    #[test]
+    fn a_text_field_of_another_type_or_missing_is_counted_or_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines = [
+            "{\"text\": 42}",
+            "{\"text\": null}",
+            "{\"text\": [\"a\", \"b\"]}",
+            "{\"text\": {\"inner\": \"x\"}}",
+            "{\"body\": \"no text field\"}",
+            "[\"not\", \"an\", \"object\"]",
+            "\"a bare string\"",
+        ];
+        let mut body = String::from("{\"text\": \"first\"}\n");
+        for l in lines {
+            body.push_str(l);
+            body.push('\n');
+        }
+        body.push_str("{\"text\": \"last\"}\n");
+        let f = write(dir.path(), "types.jsonl", body.as_bytes());
+        let (docs, bad) = read_all(vec![f.clone()], opts(BadRecordPolicy::Skip)).unwrap();
+        assert_eq!(
+            texts(docs),
+            vec![vec!["first".to_string()], vec!["last".to_string()]]
+        );
+        assert_eq!(
+            bad,
+            BadRecordCounts {
+                missing_text_field: lines.len() as u64,
+                ..Default::default()
+            }
+        );
+        // Each kind alone fails under fail, naming its file and line.
+        for (i, l) in lines.iter().enumerate() {
+            let g = write(
+                dir.path(),
+                &format!("one-{i}.jsonl"),
+                format!("{{\"text\": \"ok\"}}\n{l}\n").as_bytes(),
+            );
+            let err = read_all(vec![g.clone()], opts(BadRecordPolicy::Fail)).unwrap_err();
+            assert!(
+                matches!(err, PipelineError::MissingTextField { line: 2, .. }),
+                "{l}: {err:?}"
+            );
+            assert!(
+                err.to_string().starts_with(&format!("{}:2:", g.display())),
+                "{err}"
+            );
+        }
+    }
+
+    fn split_opts(policy: BadRecordPolicy, cap: usize) -> SourceOptions {
+        SourceOptions {
+            max_doc_bytes: cap,
+            oversized_lines: OversizedLinePolicy::Split,
+            ..opts(policy)
+        }
+    }
+
+    #[test]
+    fn split_cuts_an_oversized_text_line_at_whitespace_into_documents() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(
+            dir.path(),
+            "s.txt",
+            b"before\nthe quick brown fox jumps over the lazy dog\nafter\n\nnext\n",
+        );
+        for policy in [BadRecordPolicy::Skip, BadRecordPolicy::Fail] {
+            let (docs, bad) = read_all(vec![f.clone()], split_opts(policy, 16)).unwrap();
+            let s = |t: &str| vec![t.to_string()];
+            assert_eq!(
+                docs,
+                vec![
+                    (0, 0, s("before")),
+                    (1, 7, s("the quick brown")),
+                    (2, 23, s("fox jumps over")),
+                    (3, 38, s("the lazy dog")),
+                    (4, 51, s("after")),
+                    (5, 58, s("next")),
+                ]
+            );
+            assert_eq!(
+                bad,
+                BadRecordCounts {
+                    split_lines: 1,
+                    ..Default::default()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn split_never_cuts_a_utf8_character_and_keeps_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        // No whitespace: cuts fall on character boundaries. CRLF lines of exactly the cap
+        // are not split.
+        let f = write(
+            dir.path(),
+            "u.txt",
+            "ééééé\n\n😀😀😀\n\nabcd\r\n".as_bytes(),
+        );
+        let (docs, bad) = read_all(vec![f], split_opts(BadRecordPolicy::Fail, 5)).unwrap();
+        assert_eq!(
+            texts(docs),
+            vec![
+                vec!["éé".to_string()],
+                vec!["éé".to_string()],
+                vec!["é".to_string()],
+                vec!["😀".to_string()],
+                vec!["😀".to_string()],
+                vec!["😀".to_string()],
+                vec!["abcd".to_string()],
+            ]
+        );
+        assert_eq!(bad.split_lines, 2);
+        // A line of many pieces: every piece within the cap, nothing lost.
+        let dir = tempfile::tempdir().unwrap();
+        let words: Vec<String> = (0..5000).map(|i| format!("w{}", i * 37 % 1009)).collect();
+        let line = words.join(" ");
+        let f = write(dir.path(), "long.txt", format!("{line}\n").as_bytes());
+        let (docs, bad) = read_all(vec![f], split_opts(BadRecordPolicy::Fail, 100)).unwrap();
+        let pieces: Vec<String> = docs.into_iter().flat_map(|d| d.2).collect();
+        assert!(pieces.iter().all(|p| p.len() <= 100 && p.len() >= 50));
+        assert_eq!(pieces.join(" "), line);
+        assert_eq!(bad.split_lines, 1);
+    }
+
+    #[test]
+    fn an_oversized_jsonl_line_is_rejected_even_under_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "y ".repeat(100);
+        let f = write(
+            dir.path(),
+            "o.jsonl",
+            format!("{{\"text\": \"short\"}}\n{{\"text\": \"{long}\"}}\n{{\"text\": \"end\"}}\n")
+                .as_bytes(),
+        );
+        let (docs, bad) = read_all(vec![f.clone()], split_opts(BadRecordPolicy::Skip, 50)).unwrap();
+        assert_eq!(
+            texts(docs),
+            vec![vec!["short".to_string()], vec!["end".to_string()]]
+        );
+        assert_eq!(
+            bad,
+            BadRecordCounts {
+                oversized_lines: 1,
+                ..Default::default()
+            }
+        );
+        let err = read_all(vec![f.clone()], split_opts(BadRecordPolicy::Fail, 50)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PipelineError::DocumentTooLarge {
+                    line: 2,
+                    byte_offset: 18,
+                    limit: 50,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().starts_with(&format!("{}:2:", f.display())),
+            "{err}"
+        );
     }
 }

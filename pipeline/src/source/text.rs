@@ -1,6 +1,10 @@
 //! Plain text: one sentence (or paragraph) a line, blank lines between documents.
+//!
+//! A line of only whitespace is a blank line, so a "document" of whitespace lines is just a
+//! longer boundary; a document all of whose lines are bad counts as empty. The pieces of a
+//! line cut under `oversized_lines = "split"` are documents of their own.
 
-use super::{Document, FileContext, LineInfo, LineOutcome};
+use super::{Document, FileContext, LineInfo};
 use crate::error::{PipelineError, Result};
 
 /// Groups trimmed lines into documents; an empty or whitespace-only line ends a document.
@@ -14,7 +18,8 @@ pub(crate) struct TextParser {
 }
 
 impl TextParser {
-    /// Feeds one line (without its newline).
+    /// Feeds one line (without its newline) or piece of a line; completed documents go to
+    /// `out`.
     pub fn line(
         &mut self,
         bytes: &[u8],
@@ -22,7 +27,34 @@ impl TextParser {
         line_no: u64,
         cap: usize,
         ctx: &mut FileContext<'_>,
-    ) -> Result<LineOutcome> {
+        out: &mut Vec<Document>,
+    ) -> Result<()> {
+        if let Some(piece) = info.piece {
+            if piece.first {
+                out.extend(self.finish(ctx));
+                ctx.bad.split_lines += 1;
+            }
+            let Ok(text) = std::str::from_utf8(bytes) else {
+                return ctx.bad_record(
+                    PipelineError::InvalidUtf8 {
+                        path: ctx.path.to_path_buf(),
+                        line: line_no,
+                        byte_offset: info.offset,
+                    },
+                    |b| b.invalid_utf8 += 1,
+                );
+            };
+            let trimmed = text.trim();
+            if trimmed.is_empty() {
+                ctx.bad.empty_documents += 1;
+            } else {
+                out.push(Document {
+                    offset: info.offset,
+                    sentences: vec![trimmed.to_string()],
+                });
+            }
+            return Ok(());
+        }
         if info.oversized {
             self.begin(info.offset);
             ctx.bad_record(
@@ -34,7 +66,7 @@ impl TextParser {
                 },
                 |b| b.oversized_lines += 1,
             )?;
-            return Ok(LineOutcome::Nothing);
+            return Ok(());
         }
         let text = match std::str::from_utf8(bytes) {
             Ok(t) => t,
@@ -48,18 +80,17 @@ impl TextParser {
                     },
                     |b| b.invalid_utf8 += 1,
                 )?;
-                return Ok(LineOutcome::Nothing);
+                return Ok(());
             }
         };
         let trimmed = text.trim();
         if trimmed.is_empty() {
-            return Ok(self
-                .finish(ctx)
-                .map_or(LineOutcome::Nothing, LineOutcome::Document));
+            out.extend(self.finish(ctx));
+            return Ok(());
         }
         self.begin(info.offset);
         self.sentences.push(trimmed.to_string());
-        Ok(LineOutcome::Nothing)
+        Ok(())
     }
 
     /// Ends the document in progress (a blank line or the end of the file).
