@@ -106,7 +106,9 @@ fn read_config(dir: &Path, tied: bool) -> Result<ElectraConfig> {
 }
 
 /// Reads `dir/model.safetensors` as a name -> tensor map, without `position_ids`.
-fn read_hf_weights(dir: &Path) -> Result<(std::path::PathBuf, BTreeMap<String, Tensor>)> {
+pub(crate) fn read_hf_weights(
+    dir: &Path,
+) -> Result<(std::path::PathBuf, BTreeMap<String, Tensor>)> {
     let path = dir.join(HF_WEIGHTS_FILE);
     if !path.exists() {
         let message = if dir.join("model.safetensors.index.json").exists() {
@@ -131,8 +133,8 @@ fn read_hf_weights(dir: &Path) -> Result<(std::path::PathBuf, BTreeMap<String, T
 
 /// Copies `loaded` into `targets` (detached views of variables), after checking that the
 /// names match (apart from `optional` ones) and the shapes agree; every problem is listed.
-/// Returns the names whose values were compared instead of copied (`compare_only`).
-fn copy_weights(
+/// `compare_only` names are compared with the variable instead of copied.
+pub(crate) fn copy_weights(
     path: &Path,
     targets: &[(String, Tensor)],
     loaded: &BTreeMap<String, Tensor>,
