@@ -292,15 +292,18 @@ pub struct FinetuneReport {
     pub seconds: f64,
 }
 
+/// A column of the results table: its name and how to read it from [`Scores`].
+type MetricColumn = (&'static str, fn(&Scores) -> Option<f64>);
+
 impl FinetuneReport {
-    fn metric_columns(&self) -> Vec<(&'static str, fn(&Scores) -> Option<f64>)> {
+    fn metric_columns(&self) -> Vec<MetricColumn> {
         match self.problem_type {
             ProblemType::Regression => vec![
                 ("pearson", |s: &Scores| s.pearson),
                 ("spearman", |s: &Scores| s.spearman),
             ],
             _ => {
-                let mut columns: Vec<(&'static str, fn(&Scores) -> Option<f64>)> = vec![
+                let mut columns: Vec<MetricColumn> = vec![
                     ("acc", |s: &Scores| s.accuracy),
                     ("macro-F1", |s: &Scores| s.macro_f1),
                 ];
@@ -333,8 +336,7 @@ impl FinetuneReport {
         let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
         let row = |label: String, dev: &Scores, test: Option<&Scores>, tail: String| {
             let mut line = format!("  {label:>8}");
-            for (split, scores) in splits.iter().zip([Some(dev), test]) {
-                let _ = split;
+            for scores in [Some(dev), test].into_iter().take(splits.len()) {
                 for (_, get) in &columns {
                     line.push_str(&format!(" {:>14}", cell(scores.and_then(get))));
                 }
