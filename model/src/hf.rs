@@ -139,7 +139,7 @@ pub fn export_hf(model: &Electra, out_dir: &Path, tokenizer_json: Option<&Path>)
     Ok(())
 }
 
-fn write_json(path: &Path, value: &Value) -> Result<()> {
+pub(crate) fn write_json(path: &Path, value: &Value) -> Result<()> {
     let mut text = serde_json::to_string_pretty(value).map_err(|e| ModelError::File {
         path: path.to_path_buf(),
         message: e.to_string(),

@@ -17,6 +17,8 @@
 //!    the pre-training forward pass (losses, corrupted ids, labels).
 //! 8. [`stats`]: counts computed on the device, read back as [`ElectraStats`].
 //! 9. [`hf`]: each model's tensors under their Hugging Face names, for export.
+//! 10. [`classifier`]: [`ElectraForSequenceClassification`], the encoder with a
+//!     classification (or regression) head on `[CLS]`, for fine-tuning.
 //!
 //! Shared building blocks with Hugging Face initialisation are in [`layers`]; errors in
 //! [`error`].
@@ -57,6 +59,7 @@
 //! ```
 
 pub mod attention;
+pub mod classifier;
 pub mod config;
 pub mod electra;
 pub mod embeddings;
@@ -73,6 +76,7 @@ pub mod sampling;
 pub mod stats;
 
 pub use attention::{Attention, AttentionOutput, SelfAttention};
+pub use classifier::{ClassificationHead, ElectraForSequenceClassification, ProblemType};
 pub use config::{Activation, ElectraConfig};
 pub use electra::{Electra, ElectraInput, ElectraOptions, ElectraOutput};
 pub use embeddings::ElectraEmbeddings;

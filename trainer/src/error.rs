@@ -22,6 +22,9 @@ pub enum TrainError {
     /// The data pipeline failed.
     #[error(transparent)]
     Pipeline(#[from] electra_pipeline::PipelineError),
+    /// A fine-tuning task file is malformed.
+    #[error(transparent)]
+    Task(#[from] crate::task::TaskError),
     /// The model rejected its input.
     #[error(transparent)]
     Model(#[from] electra_model::ModelError),

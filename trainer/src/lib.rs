@@ -5,6 +5,9 @@
 //! 3. [`train`]: batches from the pipeline's queue -> tensors -> generator + discriminator
 //!    forward -> our [`optim::AdamW`] under the [`schedule::LinearSchedule`] -> metrics ->
 //!    final weights with Hugging Face names.
+//! 4. [`finetune`]: a pre-trained discriminator fine-tuned on a [`task`] (TSV
+//!    classification or regression) with layer-wise learning-rate decay, scored by
+//!    [`scores`] over several seeds.
 //!
 //! ```no_run
 //! use electra_trainer::{config::RunConfig, train::{pretrain, PretrainOptions, DeviceChoice}};
@@ -23,11 +26,14 @@ pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod finetune;
 pub mod flops;
 pub mod inspect;
 pub mod metrics;
 pub mod objective;
 pub mod optim;
 pub mod schedule;
+pub mod scores;
+pub mod task;
 pub mod tokenizer;
 pub mod train;

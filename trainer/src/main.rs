@@ -17,7 +17,9 @@ use electra_pipeline::source::SourceOptions;
 use electra_pipeline::train_tokenizer::{train_tokenizer, TokenizerModel, TokenizerTrainOptions};
 use electra_pipeline::{expand_files, DataConfig, DocumentReader, SourceFormat};
 use electra_trainer::config::RunConfig;
+use electra_trainer::finetune::{self, finetune, FinetuneOptions};
 use electra_trainer::inspect::{inspect, InspectOptions};
+use electra_trainer::task::TaskType;
 use electra_trainer::tokenizer::load_tokenizer;
 use electra_trainer::train::{pretrain, DeviceChoice, PretrainOptions, RunSummary};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -46,6 +48,8 @@ enum Command {
     TrainTokenizer(TrainTokenizerArgs),
     /// Write Hugging Face folders (discriminator/, generator/) from a run's weights.
     ExportHf(ExportArgs),
+    /// Fine-tune a pre-trained discriminator on a TSV classification or regression task.
+    Finetune(FinetuneArgs),
     /// Measure a component on its own.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -254,6 +258,70 @@ struct ExportArgs {
     out: PathBuf,
 }
 
+#[derive(Debug, Args)]
+struct FinetuneArgs {
+    /// The pre-trained model: a Hugging Face discriminator folder, an export-hf folder
+    /// (discriminator/) or a pretrain run folder (final/); it must hold tokenizer.json.
+    #[arg(long)]
+    model: PathBuf,
+    /// The task folder: train.tsv, dev.tsv and optionally test.tsv, with a header
+    /// `text<TAB>label` or `text<TAB>text_b<TAB>label`.
+    #[arg(long)]
+    task: PathBuf,
+    /// Output folder for results.json (and model/ with --save-model)
+    /// [default: runs/finetune-<task name>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = finetune::DEFAULT_EPOCHS)]
+    epochs: u32,
+    /// Peak learning rate (the head's; lower layers get less with --layer-decay).
+    #[arg(long, default_value_t = finetune::DEFAULT_LEARNING_RATE)]
+    lr: f64,
+    /// Layer-wise learning-rate decay: block i of N gets lr * decay^(N - i), the
+    /// embeddings lr * decay^(N + 1); 1 turns it off.
+    #[arg(long, default_value_t = finetune::DEFAULT_LAYER_DECAY)]
+    layer_decay: f64,
+    /// Longest input in tokens, [CLS] and [SEP] included.
+    #[arg(long, default_value_t = finetune::DEFAULT_MAX_SEQ_LEN)]
+    max_seq_len: usize,
+    /// Examples per update.
+    #[arg(long, default_value_t = finetune::DEFAULT_BATCH_SIZE)]
+    batch_size: usize,
+    /// Decoupled weight decay (not on LayerNorm weights or biases).
+    #[arg(long, default_value_t = finetune::DEFAULT_WEIGHT_DECAY)]
+    weight_decay: f64,
+    /// Warmup as a fraction of all updates.
+    #[arg(long, default_value_t = finetune::DEFAULT_WARMUP_FRACTION)]
+    warmup_fraction: f64,
+    /// Number of runs, with seeds 0, 1, ..., S - 1; the median is reported.
+    #[arg(long, default_value_t = 1, conflicts_with = "seed_list")]
+    seeds: u64,
+    /// Explicit seeds instead of 0..S, comma-separated (`--seed-list 3,7,11`).
+    #[arg(long, value_delimiter = ',', value_name = "SEEDS")]
+    seed_list: Vec<u64>,
+    /// Classification or regression; auto = regression when every training label is a
+    /// number and one is not an integer.
+    #[arg(long, value_enum, default_value_t = TaskType::Auto)]
+    task_type: TaskType,
+    /// Write the best seed's model (by dev accuracy or Pearson) to OUT/model/ as a Hugging
+    /// Face ElectraForSequenceClassification folder.
+    #[arg(long)]
+    save_model: bool,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+    /// Train on a fixed random subset of this many examples.
+    #[arg(long)]
+    max_train_examples: Option<usize>,
+    /// Score a fixed random subset of this many dev (and test) examples.
+    #[arg(long)]
+    max_eval_examples: Option<usize>,
+    /// Never draw a progress bar, even on a terminal.
+    #[arg(long)]
+    no_progress: bool,
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -271,6 +339,7 @@ fn main() -> ExitCode {
         Command::TrainTokenizer(args) => run_train_tokenizer(args),
         Command::ExportHf(args) => run_export(args),
         Command::Flops(args) => run_flops(args),
+        Command::Finetune(args) => run_finetune(args),
         Command::Bench(BenchCommand::Pipeline(args)) => run_bench_pipeline(args),
     };
     match result {
@@ -607,6 +676,68 @@ fn run_export(args: ExportArgs) -> anyhow::Result<()> {
         args.out.display(),
         disc.display()
     );
+    Ok(())
+}
+
+fn run_finetune(args: FinetuneArgs) -> anyhow::Result<()> {
+    let out = args.out.clone().unwrap_or_else(|| {
+        let name = args
+            .task
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "task".into());
+        PathBuf::from("runs").join(format!("finetune-{name}"))
+    });
+    let seeds = if args.seed_list.is_empty() {
+        (0..args.seeds).collect()
+    } else {
+        args.seed_list.clone()
+    };
+    let options = FinetuneOptions {
+        model: args.model,
+        task: args.task,
+        out: out.clone(),
+        epochs: args.epochs,
+        learning_rate: args.lr,
+        layer_decay: args.layer_decay,
+        max_seq_len: args.max_seq_len,
+        batch_size: args.batch_size,
+        weight_decay: args.weight_decay,
+        warmup_fraction: args.warmup_fraction,
+        seeds,
+        task_type: args.task_type,
+        save_model: args.save_model,
+        device: args.device,
+        max_train_examples: args.max_train_examples,
+        max_eval_examples: args.max_eval_examples,
+        progress: !args.no_progress && std::io::stderr().is_terminal(),
+    };
+    let report = finetune(&options)?;
+    println!();
+    println!(
+        "  {} ({}, {} labels{}): {} train, {} dev{} examples, {} steps per seed on {}",
+        report.task.display(),
+        report.problem_type.as_str(),
+        report.labels.len(),
+        if report.pairs { ", pairs" } else { "" },
+        report.train_examples,
+        report.dev_examples,
+        report
+            .test_examples
+            .map_or(String::new(), |n| format!(", {n} test")),
+        report.hyperparameters.total_steps,
+        report.device,
+    );
+    print!("{}", report.table());
+    println!(
+        "  {:<22} {}",
+        "results",
+        out.join(finetune::RESULTS_FILE).display()
+    );
+    if let (Some(seed), Some(dir)) = (report.saved_seed, &report.saved_model) {
+        println!("  {:<22} {} (seed {seed})", "model", dir.display());
+    }
+    println!("  {:<22} {:.1}", "seconds", report.seconds);
     Ok(())
 }
 

@@ -20,8 +20,9 @@ pub const MLM_ARCHITECTURE: &str = "ElectraForMaskedLM";
 /// Checkpoint sub-folder of a masked-LM model.
 pub const MLM_DIR: &str = "masked_lm";
 
-/// The model being pre-trained.
+/// The model being pre-trained (built once per run, so the variants' sizes do not matter).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Pretrainer {
     /// Replaced-token detection with a generator.
     Electra(Electra),

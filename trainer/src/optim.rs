@@ -8,8 +8,11 @@
 //! m = b1 m + (1 - b1) g          v = b2 v + (1 - b2) g^2
 //! u = m / (sqrt(v) + eps)        (with bias correction: m / (1 - b1^t), v / (1 - b2^t))
 //! u = u + wd p                   (only for parameters that decay)
-//! p = p - lr u
+//! p = p - lr s u                (s: the parameter's learning-rate scale, 1 by default)
 //! ```
+//!
+//! Per-parameter scales ([`AdamW::set_lr_scales`]) give layer-wise learning-rate decay for
+//! fine-tuning; pre-training leaves them at 1.
 
 use tch::{Kind, Tensor};
 
@@ -36,6 +39,7 @@ struct ParamState {
     m: Tensor,
     v: Tensor,
     decay: bool,
+    lr_scale: f64,
 }
 
 /// AdamW over a fixed, name-sorted list of parameters.
@@ -62,6 +66,7 @@ impl AdamW {
                 let v = param.zeros_like().detach();
                 ParamState {
                     decay: takes_weight_decay(&name),
+                    lr_scale: 1.0,
                     name,
                     param,
                     m,
@@ -84,6 +89,19 @@ impl AdamW {
     /// Names of the optimised parameters, in state order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.params.iter().map(|p| p.name.as_str())
+    }
+
+    /// Sets each parameter's learning-rate multiplier to `scale(name)`: the update at
+    /// learning rate `lr` moves it by `lr * scale` (layer-wise decay).
+    pub fn set_lr_scales(&mut self, scale: impl Fn(&str) -> f64) {
+        for p in &mut self.params {
+            p.lr_scale = scale(&p.name);
+        }
+    }
+
+    /// `(name, learning-rate multiplier)` of every parameter, in state order.
+    pub fn lr_scales(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.params.iter().map(|p| (p.name.as_str(), p.lr_scale))
     }
 
     /// Clears every gradient.
@@ -173,7 +191,7 @@ impl AdamW {
                 if p.decay && c.weight_decay != 0.0 {
                     let _ = update.g_add_(&(&p.param * c.weight_decay));
                 }
-                let _ = p.param.g_add_(&(update * -lr));
+                let _ = p.param.g_add_(&(update * (-lr * p.lr_scale)));
                 if let (Some(ok), Some((m, v, param))) = (ok, old) {
                     let ok = ok.to_device(p.m.device());
                     p.m.copy_(&p.m.where_self(&ok, &m));
@@ -283,6 +301,32 @@ mod tests {
         (&b * 0.0).sum(Kind::Float).backward();
         opt.step(1.0);
         assert_eq!(f32::try_from(&b.detach()).unwrap(), 5.0);
+    }
+
+    #[test]
+    fn learning_rate_scales_multiply_each_parameter_s_step() {
+        let a = Tensor::from_slice(&[0.0f32]).set_requires_grad(true);
+        let b = Tensor::from_slice(&[0.0f32]).set_requires_grad(true);
+        let mut opt = AdamW::new(
+            vec![
+                ("a".into(), a.shallow_clone()),
+                ("b".into(), b.shallow_clone()),
+            ],
+            config(true, 0.0),
+        );
+        opt.set_lr_scales(|name| if name == "b" { 0.25 } else { 1.0 });
+        assert_eq!(
+            opt.lr_scales().collect::<Vec<_>>(),
+            [("a", 1.0), ("b", 0.25)]
+        );
+        ((&a * 3.0) + (&b * 3.0)).sum(Kind::Float).backward();
+        opt.step(0.01);
+        let (ga, gb) = (
+            f32::try_from(&a.detach()).unwrap(),
+            f32::try_from(&b.detach()).unwrap(),
+        );
+        assert!((ga + 0.01).abs() < 1e-6, "{ga}");
+        assert!((gb + 0.0025).abs() < 1e-6, "{gb}");
     }
 
     #[test]
