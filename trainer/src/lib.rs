@@ -1,10 +1,12 @@
 //! The ELECTRA trainer and the `electra` command-line tool.
 //!
-//! 1. [`config`]: the run's TOML (`[model]`, `[data]`, `[train]`), overrides, validation.
+//! 1. [`config`]: the run's TOML (`[model]`, `[data]`, `[train]`, `[checkpoint]`),
+//!    overrides, validation.
 //! 2. [`tokenizer`]: the run's tokenizer, or the embedded bert-base-uncased default.
 //! 3. [`train`]: batches from the pipeline's queue -> tensors -> generator + discriminator
-//!    forward -> our [`optim::AdamW`] under the [`schedule::LinearSchedule`] -> metrics ->
-//!    final weights with Hugging Face names.
+//!    forward ([`objective`]: ELECTRA or masked LM) -> our [`optim::AdamW`] under the
+//!    [`schedule::LinearSchedule`] -> metrics -> [`checkpoint`]s and final weights with
+//!    Hugging Face names; [`flops`] counts the training compute.
 //! 4. [`finetune`]: a pre-trained discriminator fine-tuned on a [`task`] (TSV
 //!    classification or regression) with layer-wise learning-rate decay, scored by
 //!    [`scores`] over several seeds.
@@ -17,6 +19,8 @@
 //!     device: DeviceChoice::Cpu,
 //!     progress: false,
 //!     init_from_hf: None,
+//!     resume: false,
+//!     stop: None,
 //! })?;
 //! println!("{} tokens/s", summary.tokens_per_sec);
 //! # Ok::<(), electra_trainer::error::TrainError>(())
