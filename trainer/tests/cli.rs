@@ -356,3 +356,80 @@ print("ok")
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn pretraining_continues_from_hugging_face_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let base = |run: &Path, extra: &[&str]| -> Vec<String> {
+        [
+            "pretrain",
+            "--config",
+            "configs/tiny.toml",
+            "--data",
+            "data/corpus/moby_dick.txt.zst",
+            "--run-dir",
+            s(run),
+            "--device",
+            "cpu",
+            "--set",
+            "data.batch_size=4",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|a| a.to_string())
+        .collect()
+    };
+    let run_args = |run: &Path, extra: &[&str]| {
+        ok(&electra(
+            &base(run, extra).iter().map(String::as_str).collect::<Vec<_>>(),
+        ))
+    };
+    run_args(&run, &["--max-steps", "2"]);
+    let export = dir.path().join("hf");
+    ok(&electra(&[
+        "export-hf",
+        "--checkpoint",
+        s(&run),
+        "--out",
+        s(&export),
+    ]));
+    // A generator + discriminator pair: zero steps give back exactly the weights loaded.
+    let pair = dir.path().join("from-pair");
+    run_args(&pair, &["--init-from-hf", s(&export), "--max-steps", "0"]);
+    for (ours, theirs) in [
+        ("final/model.safetensors", "discriminator/model.safetensors"),
+        ("final/generator/model.safetensors", "generator/model.safetensors"),
+    ] {
+        assert_eq!(
+            std::fs::read(pair.join(ours)).unwrap(),
+            std::fs::read(export.join(theirs)).unwrap(),
+            "{ours}"
+        );
+    }
+    // A discriminator alone: its weights, and a fresh generator sharing its embeddings.
+    let alone = dir.path().join("from-discriminator");
+    run_args(
+        &alone,
+        &[
+            "--init-from-hf",
+            s(&export.join("discriminator")),
+            "--max-steps",
+            "0",
+        ],
+    );
+    assert_eq!(
+        std::fs::read(alone.join("final/model.safetensors")).unwrap(),
+        std::fs::read(export.join("discriminator/model.safetensors")).unwrap()
+    );
+    assert_ne!(
+        std::fs::read(alone.join("final/generator/model.safetensors")).unwrap(),
+        std::fs::read(export.join("generator/model.safetensors")).unwrap(),
+        "the generator is new"
+    );
+    // And training goes on from there.
+    run_args(
+        &dir.path().join("continued"),
+        &["--init-from-hf", s(&export), "--max-steps", "2"],
+    );
+}
