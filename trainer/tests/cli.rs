@@ -208,6 +208,11 @@ for path, cls in [(sys.argv[1], ElectraForPreTraining), (sys.argv[2], ElectraFor
     model, info = cls.from_pretrained(path, output_loading_info=True)
     bad = [k for k in ("missing_keys", "unexpected_keys", "mismatched_keys") if info[k]]
     assert not bad, (path, info)
+from transformers import AutoModel, ElectraForSequenceClassification
+encoder, info = AutoModel.from_pretrained(sys.argv[3], output_loading_info=True)
+assert not info["missing_keys"] and not info["mismatched_keys"], info
+classifier, info = ElectraForSequenceClassification.from_pretrained(sys.argv[3], num_labels=3, output_loading_info=True)
+assert all(k.startswith("classifier.") for k in info["missing_keys"]), info
 tok = AutoTokenizer.from_pretrained(sys.argv[1])
 ids = tok("call me ishmael", return_tensors="pt")
 print("ok", ElectraForPreTraining.from_pretrained(sys.argv[1])(**ids).logits.shape)
@@ -382,7 +387,10 @@ fn pretraining_continues_from_hugging_face_folders() {
     };
     let run_args = |run: &Path, extra: &[&str]| {
         ok(&electra(
-            &base(run, extra).iter().map(String::as_str).collect::<Vec<_>>(),
+            &base(run, extra)
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
         ))
     };
     run_args(&run, &["--max-steps", "2"]);
@@ -399,7 +407,10 @@ fn pretraining_continues_from_hugging_face_folders() {
     run_args(&pair, &["--init-from-hf", s(&export), "--max-steps", "0"]);
     for (ours, theirs) in [
         ("final/model.safetensors", "discriminator/model.safetensors"),
-        ("final/generator/model.safetensors", "generator/model.safetensors"),
+        (
+            "final/generator/model.safetensors",
+            "generator/model.safetensors",
+        ),
     ] {
         assert_eq!(
             std::fs::read(pair.join(ours)).unwrap(),
