@@ -100,6 +100,9 @@ pub struct BadRecordCounts {
     /// Plain-text lines longer than `max_doc_bytes` cut into pieces
     /// (`oversized_lines = "split"`); their text is kept.
     pub split_lines: u64,
+    /// Plain-text documents (lines with no blank line between them) cut at a line
+    /// boundary when their text reached `max_doc_bytes`; their text is kept.
+    pub split_documents: u64,
     /// Files whose zstd stream could not be decoded to the end.
     pub unreadable_files: u64,
 }
@@ -113,6 +116,7 @@ impl BadRecordCounts {
         self.empty_documents += other.empty_documents;
         self.oversized_lines += other.oversized_lines;
         self.split_lines += other.split_lines;
+        self.split_documents += other.split_documents;
         self.unreadable_files += other.unreadable_files;
     }
 
@@ -125,6 +129,7 @@ impl BadRecordCounts {
             + self.empty_documents
             + self.oversized_lines
             + self.split_lines
+            + self.split_documents
             + self.unreadable_files
     }
 }
@@ -1509,6 +1514,36 @@ pub(crate) mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn a_document_without_blank_lines_is_cut_at_max_doc_bytes_and_keeps_every_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines: Vec<String> = (0..1000)
+            .map(|i| format!("line {i:04} {}", "x".repeat(90)))
+            .collect();
+        let f = write(
+            dir.path(),
+            "one-doc.txt",
+            (lines.join("\n") + "\n").as_bytes(),
+        );
+        let options = SourceOptions {
+            max_doc_bytes: 2000,
+            ..opts(BadRecordPolicy::Fail)
+        };
+        let (docs, bad) = read_all(vec![f], options).unwrap();
+        // Each document holds at most max_doc_bytes of text plus the line that crossed it;
+        // every document that reached the cap was cut (and counted) there.
+        let mut cut = 0;
+        for (_, _, sentences) in &docs {
+            let bytes: usize = sentences.iter().map(String::len).sum();
+            assert!(bytes < 2000 + 100, "{bytes}");
+            cut += u64::from(bytes >= 2000);
+        }
+        assert_eq!(docs.len(), 50, "1000 lines of 100 bytes, 20 a document");
+        assert_eq!(bad.split_documents, cut);
+        let all: Vec<String> = docs.into_iter().flat_map(|d| d.2).collect();
+        assert_eq!(all, lines, "every line kept, in order");
     }
 
     #[test]

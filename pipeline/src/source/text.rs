@@ -2,7 +2,9 @@
 //!
 //! A line of only whitespace is a blank line, so a "document" of whitespace lines is just a
 //! longer boundary; a document all of whose lines are bad counts as empty. The pieces of a
-//! line cut under `oversized_lines = "split"` are documents of their own.
+//! line cut under `oversized_lines = "split"` are documents of their own. A document whose
+//! text reaches `max_doc_bytes` ends after that line (counted as `split_documents`), so a
+//! file with no blank lines never becomes one unbounded document.
 
 use super::{Document, FileContext, LineInfo};
 use crate::error::{PipelineError, Result};
@@ -15,6 +17,8 @@ pub(crate) struct TextParser {
     start: u64,
     /// A non-blank line (good or bad) has been seen since the last boundary.
     open: bool,
+    /// Text bytes of `sentences`.
+    bytes: usize,
 }
 
 impl TextParser {
@@ -90,6 +94,11 @@ impl TextParser {
         }
         self.begin(info.offset);
         self.sentences.push(trimmed.to_string());
+        self.bytes += trimmed.len();
+        if self.bytes >= cap {
+            out.extend(self.finish(ctx));
+            ctx.bad.split_documents += 1;
+        }
         Ok(())
     }
 
@@ -99,6 +108,7 @@ impl TextParser {
             return None;
         }
         self.open = false;
+        self.bytes = 0;
         if self.sentences.is_empty() {
             ctx.bad.empty_documents += 1;
             return None;
