@@ -92,3 +92,138 @@ pub fn bench_pipeline(
         baseline_rss_bytes,
     })
 }
+
+/// One stage of the pipeline measured alone, on one thread.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stage {
+    /// `read` (zstd decode + lines -> documents), `tokenize`, `pack` or `mask`.
+    pub name: &'static str,
+    /// Seconds over the sample.
+    pub seconds: f64,
+    /// Tokens of the sample per second.
+    pub tokens_per_sec: f64,
+    /// Text bytes of the sample per second.
+    pub mb_per_sec: f64,
+}
+
+/// Each stage alone on one thread, and the bare tokenizer on the same text.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageBench {
+    /// Text bytes in the sample.
+    pub text_bytes: u64,
+    /// Tokens in the sample.
+    pub tokens: u64,
+    /// The stages in pipeline order.
+    pub stages: Vec<Stage>,
+    /// The `tokenizers` crate encoding the sample's sentences one by one on one thread
+    /// (`encode_fast`, no special tokens): the limit of the live path.
+    pub tokenizer_tokens_per_sec: f64,
+}
+
+/// Reads up to `sample_bytes` of text from the raw corpus of `config` and times each stage
+/// alone over it on this thread, then the bare tokenizer on the same sentences.
+pub fn bench_stages(
+    config: &DataConfig,
+    tokenizer: &TextTokenizer,
+    seed: u64,
+    sample_bytes: u64,
+) -> Result<StageBench> {
+    use electra_pipeline::mask::{MaskOptions, Masker};
+    use electra_pipeline::pack::{PackOptions, Packer};
+    use electra_pipeline::source::{sentences, SourceOptions};
+    use electra_pipeline::{expand_files, DocumentReader};
+
+    let files = expand_files(&config.files)?;
+    let started = Instant::now();
+    let mut chunks = Vec::new();
+    let mut text_bytes = 0u64;
+    for chunk in DocumentReader::new(files, SourceOptions::from_config(config))? {
+        let chunk = chunk?;
+        text_bytes += sentences(&chunk.batch)
+            .iter()
+            .map(|s| s.len() as u64)
+            .sum::<u64>();
+        chunks.push(chunk);
+        if text_bytes >= sample_bytes {
+            break;
+        }
+    }
+    let read = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let tokenized = chunks
+        .iter()
+        .map(|c| tokenizer.tokenize(&c.batch))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let tokenize = started.elapsed().as_secs_f64();
+    let tokens: u64 = tokenized
+        .iter()
+        .map(electra_pipeline::shard::token_count)
+        .sum();
+
+    let special = tokenizer.special();
+    let packer = Packer::new(PackOptions::from_config(config), special);
+    let started = Instant::now();
+    let mut packed = Vec::new();
+    for batch in &tokenized {
+        packed.extend(packer.pack_examples(batch, seed, 0)?);
+    }
+    let pack = started.elapsed().as_secs_f64();
+
+    let masker = Masker::new(
+        MaskOptions::from_config(config, tokenizer.vocab_size()),
+        special,
+    );
+    let started = Instant::now();
+    let masked: usize = packed
+        .iter()
+        .map(|e| {
+            masker
+                .mask(
+                    seed,
+                    0,
+                    e.doc_id,
+                    e.example_index,
+                    &e.input_ids,
+                    &e.segment_ids,
+                )
+                .masked_positions
+                .len()
+        })
+        .sum();
+    let mask = started.elapsed().as_secs_f64();
+    std::hint::black_box(masked);
+
+    let all: Vec<String> = chunks.iter().flat_map(|c| sentences(&c.batch)).collect();
+    let started = Instant::now();
+    let mut bare_tokens = 0u64;
+    for sentence in &all {
+        let encoding = tokenizer
+            .inner()
+            .encode_fast(sentence.as_str(), false)
+            .map_err(|e| crate::error::TrainError::InvalidConfig {
+                field: "tokenizer".into(),
+                reason: e.to_string(),
+            })?;
+        bare_tokens += encoding.len() as u64;
+    }
+    let bare = started.elapsed().as_secs_f64().max(1e-9);
+
+    let stage = |name, seconds: f64| Stage {
+        name,
+        seconds,
+        tokens_per_sec: tokens as f64 / seconds.max(1e-9),
+        mb_per_sec: text_bytes as f64 / 1e6 / seconds.max(1e-9),
+    };
+    Ok(StageBench {
+        text_bytes,
+        tokens,
+        stages: vec![
+            stage("read", read),
+            stage("tokenize", tokenize),
+            stage("pack", pack),
+            stage("mask", mask),
+        ],
+        tokenizer_tokens_per_sec: bare_tokens as f64 / bare,
+    })
+}

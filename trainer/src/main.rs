@@ -81,6 +81,9 @@ struct BenchPipelineArgs {
     /// Measure for this long (the corpus repeats as often as needed).
     #[arg(long, default_value_t = 20.0)]
     seconds: f64,
+    /// Text sampled for the per-stage figures (raw corpora only), in MB.
+    #[arg(long, default_value_t = 16)]
+    sample_mb: u64,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -753,6 +756,23 @@ fn run_bench_pipeline(args: BenchPipelineArgs) -> anyhow::Result<()> {
         config.data.tokenizer = t.clone();
     }
     let tokenizer = load_tokenizer(&config.data.tokenizer)?;
+    // Each stage alone on one thread over a sample of the raw text (not for shards, whose
+    // reading is the whole difference).
+    let raw = !config
+        .data
+        .files
+        .iter()
+        .any(|f| electra_pipeline::shard_stream::is_manifest_path(f));
+    let stages = if raw {
+        Some(electra_trainer::bench::bench_stages(
+            &config.data,
+            &tokenizer,
+            config.train.seed,
+            args.sample_mb * 1_000_000,
+        )?)
+    } else {
+        None
+    };
     let result = electra_trainer::bench::bench_pipeline(
         &config.data,
         tokenizer,
@@ -760,8 +780,38 @@ fn run_bench_pipeline(args: BenchPipelineArgs) -> anyhow::Result<()> {
         args.seconds,
     )?;
     if args.json {
-        println!("{}", serde_json::to_string(&result)?);
+        let mut value = serde_json::to_value(&result)?;
+        if let (Some(stages), Some(object)) = (&stages, value.as_object_mut()) {
+            object.insert(
+                "tokenizer_tokens_per_sec".into(),
+                stages.tokenizer_tokens_per_sec.into(),
+            );
+            object.insert("stages".into(), serde_json::to_value(stages)?);
+        }
+        println!("{value}");
     } else {
+        if let Some(st) = &stages {
+            println!(
+                "  each stage alone, 1 thread, on {:.1} MB of text ({} tokens):",
+                st.text_bytes as f64 / 1e6,
+                st.tokens
+            );
+            println!(
+                "  {:<28} {:>8} {:>10} {:>14}",
+                "stage", "seconds", "MB/s", "tokens/s"
+            );
+            for stage in &st.stages {
+                println!(
+                    "  {:<28} {:>8.2} {:>10.2} {:>14.0}",
+                    stage.name, stage.seconds, stage.mb_per_sec, stage.tokens_per_sec
+                );
+            }
+            println!(
+                "  {:<28} {:>8} {:>10} {:>14.0}",
+                "bare tokenizer (limit)", "", "", st.tokenizer_tokens_per_sec
+            );
+            println!("  the whole pipeline through the queue:");
+        }
         println!("  {:<28} {}", "threads", result.threads);
         println!("  {:<28} {}", "batches", result.batches);
         println!("  {:<28} {}", "tokens", result.tokens);

@@ -444,3 +444,41 @@ fn pretraining_continues_from_hugging_face_folders() {
         &["--init-from-hf", s(&export), "--max-steps", "2"],
     );
 }
+
+#[test]
+fn bench_pipeline_reports_each_stage_and_the_tokenizer_limit_as_json() {
+    let out = ok(&electra(&[
+        "bench",
+        "pipeline",
+        "--data",
+        "data/corpus/moby_dick.txt.zst",
+        "--threads",
+        "1",
+        "--seconds",
+        "1",
+        "--sample-mb",
+        "1",
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    for key in [
+        "pipeline_tokens_per_sec",
+        "tokenizer_tokens_per_sec",
+        "threads",
+        "peak_rss_bytes",
+    ] {
+        assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {v}");
+    }
+    let names: Vec<&str> = v["stages"]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["read", "tokenize", "pack", "mask"]);
+    assert!(v["stages"]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["tokens_per_sec"].as_f64().unwrap() > 0.0));
+}
