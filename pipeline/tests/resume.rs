@@ -4,22 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::{data, tokenizer};
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use electra_pipeline::preprocess::{preprocess, PreprocessOptions};
 use electra_pipeline::source::SourceOptions;
-use electra_pipeline::{Batch, DataConfig, Loader, LoaderStart, TextTokenizer};
-
-fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../data")
-        .join(rel)
-}
-
-fn tokenizer() -> TextTokenizer {
-    TextTokenizer::from_file(data("tokenizer/bert-base-uncased/tokenizer.json")).unwrap()
-}
+use electra_pipeline::{Batch, DataConfig, Loader, LoaderStart};
 
 /// Moby Dick plus the first 25 State of the Union speeches as a second (JSONL) file, so a
 /// cursor can point into either file.

@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::{data, tokenizer};
+
 use std::path::{Path, PathBuf};
 
 use electra_pipeline::preprocess::{
@@ -10,17 +13,7 @@ use electra_pipeline::preprocess::{
 };
 use electra_pipeline::shard::{read_manifest, write_manifest, ShardChecks, ShardReader};
 use electra_pipeline::source::SourceOptions;
-use electra_pipeline::{Batch, DataConfig, Loader, PipelineError, TextTokenizer};
-
-fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../data")
-        .join(rel)
-}
-
-fn tokenizer() -> TextTokenizer {
-    TextTokenizer::from_file(data("tokenizer/bert-base-uncased/tokenizer.json")).unwrap()
-}
+use electra_pipeline::{Batch, DataConfig, Loader, PipelineError};
 
 fn corpus() -> Vec<PathBuf> {
     vec![

@@ -168,6 +168,12 @@ pub fn write_hf_folders(
     tokenizer_json: &Path,
     layout: Layout,
 ) -> Result<()> {
+    if folders.is_empty() {
+        return Err(TrainError::InvalidConfig {
+            field: "model".into(),
+            reason: "no weights to write".into(),
+        });
+    }
     let tokenizer = HfTokenizerFiles::read(tokenizer_json)?;
     for (i, folder) in folders.iter().enumerate() {
         let dir = match (layout, i) {
@@ -177,12 +183,6 @@ pub fn write_hf_folders(
         };
         hf::save_hf_model(&dir, &folder.config, folder.architecture, &folder.tensors)?;
         tokenizer.write(&dir, folder.config.max_position_embeddings)?;
-    }
-    if folders.is_empty() {
-        return Err(TrainError::InvalidConfig {
-            field: "model".into(),
-            reason: "no weights to write".into(),
-        });
     }
     Ok(())
 }

@@ -6,8 +6,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::{electra, ok, python, repo, s};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use electra_model::{ElectraForSequenceClassification, EncoderInput};
@@ -15,43 +18,6 @@ use electra_pipeline::TextTokenizer;
 use electra_trainer::task::{encode, RawExample, Target};
 use serde_json::{json, Value};
 use tch::{nn, Device, Tensor};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn electra(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_electra"))
-        .args(args)
-        .current_dir(repo())
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn python() -> PathBuf {
-    let venv = repo().join(".venv/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        PathBuf::from("python3")
-    }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// A tiny model pre-trained for two steps (as good as random), shared by the tests: the
 /// run folder `electra pretrain` writes (weights and tokenizer in final/).
