@@ -27,6 +27,7 @@
 //! ```
 
 pub mod bench;
+pub mod bench_train;
 pub mod checkpoint;
 pub mod config;
 pub mod error;

@@ -62,6 +62,41 @@ enum Command {
 enum BenchCommand {
     /// The data pipeline (read, tokenize or read shards, pack, mask, queue) without a model.
     Pipeline(BenchPipelineArgs),
+    /// Steady-state training throughput of a config on its data, with the step time split
+    /// into data wait, copy, forward, backward and optimizer, and peak memory.
+    Train(BenchTrainArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchTrainArgs {
+    /// The experiment (its [model], [data] and [train]).
+    #[arg(long)]
+    config: PathBuf,
+    /// Override a config value: `section.key=value` (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Device.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+    /// Timed steps (twice: once straight through, once with the phases timed).
+    #[arg(long, default_value_t = 20)]
+    steps: u64,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 5)]
+    warmup: u64,
+    /// Examples per step; replaces data.batch_size.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Positions per example; replaces data.max_seq_len (and raises
+    /// model.max_position_embeddings to it when needed).
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Data loader worker threads (default: the config's).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -344,6 +379,7 @@ fn main() -> ExitCode {
         Command::Flops(args) => run_flops(args),
         Command::Finetune(args) => run_finetune(args),
         Command::Bench(BenchCommand::Pipeline(args)) => run_bench_pipeline(args),
+        Command::Bench(BenchCommand::Train(args)) => run_bench_train(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -625,6 +661,62 @@ impl Iterator for SentenceIter<'_> {
             }
         }
     }
+}
+
+fn run_bench_train(args: BenchTrainArgs) -> anyhow::Result<()> {
+    let mut config = RunConfig::load(&args.config, &args.overrides)
+        .with_context(|| format!("loading {}", args.config.display()))?;
+    if let Some(batch) = args.batch_size {
+        config.data.batch_size = batch;
+    }
+    if let Some(seq) = args.seq_len {
+        config.data.max_seq_len = seq;
+        config.model.max_position_embeddings = config.model.max_position_embeddings.max(seq as i64);
+    }
+    if let Some(threads) = args.threads {
+        config.data.threads = threads;
+    }
+    config.validate()?;
+    let options = electra_trainer::bench_train::TrainBenchOptions {
+        device: args.device.resolve()?,
+        warmup: args.warmup,
+        steps: args.steps,
+    };
+    let r = electra_trainer::bench_train::bench_train(&config, options)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
+    println!(
+        "  {} {}: {:.2}M-parameter encoder ({:.2}M in all), batch {} x {}, {} torch threads",
+        r.device,
+        r.objective,
+        r.encoder_params as f64 / 1e6,
+        r.total_params as f64 / 1e6,
+        r.batch_size,
+        r.seq_len,
+        r.torch_threads
+    );
+    println!("  {:<22} {:>12.0}", "tokens/s", r.tokens_per_sec);
+    println!("  {:<22} {:>12.0}", "real tokens/s", r.real_tokens_per_sec);
+    println!("  {:<22} {:>12.2}", "step ms", r.step_ms);
+    for (name, ms) in [
+        ("  data wait ms", r.data_wait_ms),
+        ("  copy ms", r.copy_ms),
+        ("  forward ms", r.forward_ms),
+        ("  backward ms", r.backward_ms),
+        ("  optimizer ms", r.optimizer_ms),
+    ] {
+        println!("  {name:<22} {ms:>12.2}");
+    }
+    println!("  {:<22} {:>11.2}%", "data wait", 100.0 * r.data_wait_frac);
+    println!(
+        "  {:<22} {:>12.1}",
+        "peak memory MB",
+        r.peak_memory_bytes as f64 / 1e6
+    );
+    println!("  {:<22} {:>12.3}", "TFLOP/s", r.achieved_tflops);
+    Ok(())
 }
 
 fn run_flops(args: FlopsArgs) -> anyhow::Result<()> {

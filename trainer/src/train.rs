@@ -19,7 +19,7 @@ use serde::Serialize;
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::checkpoint::{self, CheckpointWriter, FileStamp, Found, TrainerState, WindowState};
-use crate::config::RunConfig;
+use crate::config::{RunConfig, TrainSection};
 use crate::error::{Result, TrainError};
 use crate::flops::step_flops;
 use crate::metrics::{MetricsRow, MetricsWriter};
@@ -119,9 +119,35 @@ pub fn model_configs(
     (disc, gen)
 }
 
+/// AdamW over every variable of `vs`, as `[train]` configures it.
+pub(crate) fn new_optimizer(vs: &nn::VarStore, t: &TrainSection) -> AdamW {
+    let params: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    AdamW::new(
+        params,
+        AdamWConfig {
+            beta1: t.adam_beta1,
+            beta2: t.adam_beta2,
+            eps: t.adam_eps,
+            weight_decay: t.weight_decay,
+            bias_correction: t.bias_correction,
+        },
+    )
+}
+
+/// The forward pass's options from `[model]`.
+pub(crate) fn forward_options(config: &RunConfig) -> ElectraOptions {
+    ElectraOptions {
+        temperature: config.model.temperature,
+        disallow_correct: config.model.disallow_correct,
+        gen_weight: config.model.gen_weight,
+        disc_weight: config.model.disc_weight,
+        sampler: config.model.sampler,
+    }
+}
+
 /// Derives the per-step libtorch seed, so dropout and Gumbel noise depend only on
 /// (run seed, step).
-fn step_seed(seed: u64, step: u64) -> i64 {
+pub(crate) fn step_seed(seed: u64, step: u64) -> i64 {
     let mut x = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -129,7 +155,7 @@ fn step_seed(seed: u64, step: u64) -> i64 {
 }
 
 /// Host batch -> device tensors.
-struct DeviceBatch {
+pub(crate) struct DeviceBatch {
     input_ids: Tensor,
     segment_ids: Tensor,
     attention_mask: Tensor,
@@ -138,7 +164,7 @@ struct DeviceBatch {
 }
 
 impl DeviceBatch {
-    fn new(batch: &Batch, device: Device) -> Self {
+    pub(crate) fn new(batch: &Batch, device: Device) -> Self {
         let shape = [batch.batch_size as i64, batch.seq_len as i64];
         let to = |v: &[i64], shape: &[i64]| Tensor::from_slice(v).view(shape).to_device(device);
         Self {
@@ -150,7 +176,7 @@ impl DeviceBatch {
         }
     }
 
-    fn input(&self) -> ElectraInput<'_> {
+    pub(crate) fn input(&self) -> ElectraInput<'_> {
         ElectraInput {
             input_ids: &self.input_ids,
             segment_ids: &self.segment_ids,
@@ -372,17 +398,7 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
             model
         }
     };
-    let params: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    let mut optimizer = AdamW::new(
-        params,
-        AdamWConfig {
-            beta1: t.adam_beta1,
-            beta2: t.adam_beta2,
-            eps: t.adam_eps,
-            weight_decay: t.weight_decay,
-            bias_correction: t.bias_correction,
-        },
-    );
+    let mut optimizer = new_optimizer(&vs, t);
     let state_names: Vec<String> = optimizer
         .state_tensors()
         .into_iter()
@@ -408,13 +424,7 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
         warmup_steps: t.warmup_steps,
         total_steps: t.total_steps,
     };
-    let forward_options = ElectraOptions {
-        temperature: config.model.temperature,
-        disallow_correct: config.model.disallow_correct,
-        gen_weight: config.model.gen_weight,
-        disc_weight: config.model.disc_weight,
-        sampler: config.model.sampler,
-    };
+    let forward_options = forward_options(config);
     let steps = t.steps();
     let tokenizer_sha256 = tokenizer.sha256().to_string();
     let state = resumed.as_ref().map(|r| &r.found.state);
