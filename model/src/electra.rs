@@ -7,7 +7,7 @@ use crate::config::ElectraConfig;
 use crate::encoder::{ElectraModel, EncoderInput};
 use crate::error::{check_int64, check_shape, ModelError, Result};
 use crate::heads::{DiscriminatorHead, GeneratorHead};
-use crate::sampling::{sample, Sampler};
+use crate::sampling::{sample_with, Sampler};
 use crate::stats::compute_stats;
 
 /// Default sampling temperature of the generator.
@@ -278,6 +278,20 @@ impl Electra {
         opts: &ElectraOptions,
         train: bool,
     ) -> Result<ElectraOutput> {
+        self.forward_with(input, opts, train, None)
+    }
+
+    /// [`Electra::forward_t`] with the inverse-CDF sampler's uniform numbers given, one per
+    /// masked position (`[m]` Float64 in `[0, 1)`, see
+    /// [`hashed_uniforms`](crate::sampling::hashed_uniforms)); `None` draws them from
+    /// torch's generator. The Gumbel sampler ignores them.
+    pub fn forward_with(
+        &self,
+        input: &ElectraInput,
+        opts: &ElectraOptions,
+        train: bool,
+        uniforms: Option<&Tensor>,
+    ) -> Result<ElectraOutput> {
         opts.validate()?;
         let (batch, seq, _masked) = input.check()?;
         let encoder_input = input.encoder_input();
@@ -291,7 +305,13 @@ impl Electra {
 
         // 3. Sample replacements (no gradient).
         let disallow = opts.disallow_correct.then_some(input.masked_labels);
-        let sampled = sample(&gen_logits, opts.temperature, disallow, opts.sampler)?;
+        let sampled = sample_with(
+            &gen_logits,
+            opts.temperature,
+            disallow,
+            opts.sampler,
+            uniforms,
+        )?;
 
         // 4. Corrupted ids and the discriminator's labels.
         let (corrupted, disc_labels) = tch::no_grad(|| -> Result<(Tensor, Tensor)> {

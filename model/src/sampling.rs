@@ -34,9 +34,22 @@ pub fn sample(
     disallow: Option<&Tensor>,
     sampler: Sampler,
 ) -> Result<Tensor> {
+    sample_with(logits, temperature, disallow, sampler, None)
+}
+
+/// [`sample`], with the inverse-CDF sampler's uniform numbers given (`[m]` Float64 in
+/// `[0, 1)`, e.g. from [`hashed_uniforms`]) instead of drawn from torch's generator. The
+/// Gumbel sampler ignores them.
+pub fn sample_with(
+    logits: &Tensor,
+    temperature: f64,
+    disallow: Option<&Tensor>,
+    sampler: Sampler,
+    uniforms: Option<&Tensor>,
+) -> Result<Tensor> {
     match sampler {
         Sampler::Gumbel => gumbel_sample(logits, temperature, disallow),
-        Sampler::InverseCdf => inverse_cdf_sample(logits, temperature, disallow),
+        Sampler::InverseCdf => inverse_cdf_sample_with(logits, temperature, disallow, uniforms),
     }
 }
 
@@ -49,6 +62,17 @@ pub fn inverse_cdf_sample(
     temperature: f64,
     disallow: Option<&Tensor>,
 ) -> Result<Tensor> {
+    inverse_cdf_sample_with(logits, temperature, disallow, None)
+}
+
+/// [`inverse_cdf_sample`] with the row's uniform numbers given (`[m]`, any float kind, on
+/// the logits' device), or drawn from torch's generator when `None`.
+pub fn inverse_cdf_sample_with(
+    logits: &Tensor,
+    temperature: f64,
+    disallow: Option<&Tensor>,
+    uniforms: Option<&Tensor>,
+) -> Result<Tensor> {
     let (rows, vocab) = logits.size2()?;
     tch::no_grad(|| {
         let scaled = tempered(logits, temperature, disallow)?;
@@ -56,9 +80,52 @@ pub fn inverse_cdf_sample(
         let cdf = probs.f_cumsum(-1, Kind::Double)?;
         // [m, 1]: a point in [0, total) per row.
         let total = cdf.f_narrow(1, vocab - 1, 1)?;
-        let u = Tensor::f_rand([rows, 1], (Kind::Double, logits.device()))? * &total;
+        let u = match uniforms {
+            Some(u) => {
+                check_shape("uniforms", u, &[rows])?;
+                u.f_to_kind(Kind::Double)?.f_unsqueeze(1)?
+            }
+            None => Tensor::f_rand([rows, 1], (Kind::Double, logits.device()))?,
+        } * &total;
         let index = u.f_searchsorted(&cdf, false, true, "right", None::<Tensor>)?;
         Ok(index.f_squeeze_dim(1)?.f_clamp_max(vocab - 1)?)
+    })
+}
+
+/// One uniform number in `(0, 1)` per key, a pure function of `(seed, key)` computed on the
+/// keys' device (a counter-based generator: 31-bit multiply-xorshift rounds in Int64, so
+/// no product overflows).
+///
+/// The trainer keys each masked position by its place in the *global* batch (row and
+/// position), so a replacement drawn on any rank of a data-parallel run is the one a
+/// single process would draw.
+///
+/// # Shapes
+/// - `keys`: `[m]` Int64, non-negative, below 2^62; returns `[m]` Float64
+pub fn hashed_uniforms(seed: u64, keys: &Tensor) -> Result<Tensor> {
+    const M31: i64 = 0x7FFF_FFFF;
+    check_int64("keys", keys)?;
+    let round = |x: &Tensor| -> Result<Tensor> {
+        let x = x.f_bitwise_xor_tensor(&x.f_bitwise_right_shift_tensor_scalar(15)?)?;
+        let x = (x * 0x2C1B_3C6D_i64).f_bitwise_and(M31)?;
+        let x = x.f_bitwise_xor_tensor(&x.f_bitwise_right_shift_tensor_scalar(12)?)?;
+        let x = (x * 0x297A_2D39_i64).f_bitwise_and(M31)?;
+        Ok(x.f_bitwise_xor_tensor(&x.f_bitwise_right_shift_tensor_scalar(15)?)?)
+    };
+    let s0 = (seed as i64) & M31;
+    let s1 = ((seed >> 31) as i64) & M31;
+    let s2 = (seed >> 62) as i64;
+    tch::no_grad(|| {
+        let low = keys.f_bitwise_and(M31)?;
+        let high = keys.f_bitwise_right_shift_tensor_scalar(31)?;
+        let x = round(&low.f_bitwise_xor(s0)?)?;
+        let x = round(&x.f_bitwise_xor_tensor(&high)?.f_bitwise_xor(s1)?)?;
+        let x = round(&x.f_bitwise_xor(s2 ^ 0x5851_F42D)?)?;
+        let y = round(&x.f_bitwise_xor(0x1405_7B7E)?)?;
+        // 62 bits -> a float64 in (0, 1).
+        let x = x.f_to_kind(Kind::Double)?;
+        let y = y.f_to_kind(Kind::Double)?;
+        Ok((x * 2f64.powi(31) + y + 0.5) / 2f64.powi(62))
     })
 }
 
@@ -141,6 +208,64 @@ mod tests {
             assert_eq!(first.size(), [64]);
             assert_eq!(first.kind(), Kind::Int64);
         }
+    }
+
+    #[test]
+    fn hashed_uniforms_are_uniform_and_a_function_of_seed_and_key_alone() {
+        let keys = Tensor::arange(100_000, (Kind::Int64, tch::Device::Cpu)) * 65_536 + 17;
+        let u = hashed_uniforms(42, &keys).unwrap();
+        let values: Vec<f64> = Vec::try_from(&u).unwrap();
+        assert!(values.iter().all(|&v| v > 0.0 && v < 1.0));
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+        assert!((mean - 0.5).abs() < 0.005, "mean {mean}");
+        assert!((var - 1.0 / 12.0).abs() < 0.002, "variance {var}");
+        // Chi-square over 100 bins: 99 degrees of freedom, 99.9th percentile ~149.
+        let mut bins = [0f64; 100];
+        for v in &values {
+            bins[(v * 100.0) as usize] += 1.0;
+        }
+        let expected = n / 100.0;
+        let chi2: f64 = bins.iter().map(|b| (b - expected).powi(2) / expected).sum();
+        assert!(chi2 < 149.0, "chi-square {chi2}");
+        // Neighbouring keys are not correlated.
+        let lag: f64 = values
+            .windows(2)
+            .map(|w| (w[0] - 0.5) * (w[1] - 0.5))
+            .sum::<f64>()
+            / (n - 1.0);
+        assert!(lag.abs() < 0.002, "lag-1 covariance {lag}");
+        // A key's number does not depend on the other keys in the tensor.
+        let part = hashed_uniforms(42, &keys.narrow(0, 500, 10)).unwrap();
+        assert!(part.equal(&u.narrow(0, 500, 10)));
+        let again = hashed_uniforms(42, &keys).unwrap();
+        assert!(again.equal(&u));
+        let other = hashed_uniforms(43, &keys).unwrap();
+        let same = other.eq_tensor(&u).sum(Kind::Int64).int64_value(&[]);
+        assert_eq!(same, 0, "another seed gives other numbers");
+        let high = hashed_uniforms(u64::MAX, &(keys + (1i64 << 40))).unwrap();
+        assert!(high.min().double_value(&[]) > 0.0 && high.max().double_value(&[]) < 1.0);
+    }
+
+    #[test]
+    fn inverse_cdf_with_given_uniforms_follows_the_softmax() {
+        let row = Tensor::from_slice(&[0.0f32, 3f32.ln()]);
+        let logits = row.unsqueeze(0).repeat([20000, 1]);
+        let keys = Tensor::arange(20000, (Kind::Int64, tch::Device::Cpu));
+        let u = hashed_uniforms(5, &keys).unwrap();
+        let drawn = sample_with(&logits, 1.0, None, Sampler::InverseCdf, Some(&u)).unwrap();
+        let p1 = drawn
+            .to_kind(Kind::Float)
+            .mean(Kind::Float)
+            .double_value(&[]);
+        assert!((p1 - 0.75).abs() < 0.015, "{p1}");
+        // The same numbers give the same draws, whatever torch's generator holds.
+        tch::manual_seed(99);
+        let again = sample_with(&logits, 1.0, None, Sampler::InverseCdf, Some(&u)).unwrap();
+        assert!(again.equal(&drawn));
+        let wrong = Tensor::zeros([3], (Kind::Double, tch::Device::Cpu));
+        assert!(sample_with(&logits, 1.0, None, Sampler::InverseCdf, Some(&wrong)).is_err());
     }
 
     #[test]
