@@ -144,7 +144,8 @@ pub struct DataConfig {
     /// consecutive blocks of `shuffle_window` documents, both from (seed, epoch). Raw files
     /// are always read in order. Default: true.
     pub shuffle: bool,
-    /// Shards only: documents per shuffle block (held in memory). Default: 4096.
+    /// Shards only: documents per shuffle block (held in memory), also the unit dealt to
+    /// data slices ([`crate::slice`]), shuffled or not. Default: 4096.
     pub shuffle_window: usize,
     /// Shards only: check each shard's sha256 against its manifest the first time it is
     /// opened. Default: true.

@@ -93,6 +93,20 @@ pub enum PipelineError {
     /// A full pass over the files produced no document at all.
     #[error("the corpus has no documents (files: {files:?})")]
     EmptyCorpus { files: Vec<PathBuf> },
+    /// A data slice is not one of its count's parts (`count` is 0 or `index >= count`).
+    #[error("invalid data slice {index} of {count}: the count must be at least 1 and the index below it")]
+    InvalidSlice { index: usize, count: usize },
+    /// A data slice gets no documents: an epoch has fewer documents (raw files) or shuffle
+    /// blocks (shards) than the slice's index needs.
+    #[error("data slice {index} of {count} gets no documents: an epoch deals only {available} {unit} to {count} slices")]
+    EmptySlice {
+        index: usize,
+        count: usize,
+        /// Units dealt per epoch.
+        available: u64,
+        /// What is dealt: `documents` (raw files) or `shuffle blocks` (shards).
+        unit: &'static str,
+    },
     /// An Arrow array could not be built (a bug: the pipeline builds its own arrays).
     #[error("arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),

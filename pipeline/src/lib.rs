@@ -17,6 +17,8 @@
 //! 5. [`batch`]: examples padded into flat row-major `i64` buffers.
 //! 6. [`loader`]: a reader thread, worker threads and a batcher joined by bounded
 //!    crossbeam channels; batches come out in order, identical for any thread count.
+//!    [`slice`]: a loader can read one of S disjoint parts of the stream, for data-parallel
+//!    training that is the same whatever the number of ranks.
 //!
 //! Every random choice comes from [`rng::Rng::derive`] (run seed + position); errors are
 //! [`PipelineError`]s that name the file and line or offset.
@@ -53,6 +55,7 @@ pub mod preprocess;
 pub mod rng;
 pub mod shard;
 pub mod shard_stream;
+pub mod slice;
 pub mod source;
 pub mod tokenize;
 pub mod train_tokenizer;
@@ -63,5 +66,6 @@ pub use error::{PipelineError, Result};
 pub use loader::{Loader, LoaderStart, LoaderStats};
 pub use mask::{MaskedExample, Masker};
 pub use pack::{PackedExample, Packer};
+pub use slice::DataSlice;
 pub use source::{expand_files, BadRecordCounts, DocumentChunk, DocumentReader};
 pub use tokenize::{SpecialTokens, TextTokenizer};

@@ -19,6 +19,11 @@
 //! reader seeks (raw files: to the cursor's file and document; shards: to the shard and row
 //! of the cursor's position) and the batcher drops the examples of the cursor's document
 //! that were already consumed.
+//!
+//! [`Loader::with_slice`] reads one [`DataSlice`] of the stream: the reader drops the raw
+//! documents of other slices before they reach the workers (or reads only the slice's
+//! shard blocks), and each chunk carries the whole-stream positions of its documents, so
+//! cursors and resume work the same way.
 
 use std::collections::{BTreeMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -37,6 +42,7 @@ use crate::pack::PackedExample;
 use crate::pack::{PackOptions, Packer};
 use crate::parallel::panic_message;
 use crate::shard_stream::{is_manifest_path, ShardSet, ShardStream, ShardStreamOptions};
+use crate::slice::DataSlice;
 use crate::source::{expand_files, BadRecordCounts, DocumentChunk, DocumentReader, SourceOptions};
 use crate::tokenize::TextTokenizer;
 
@@ -49,6 +55,9 @@ struct Work {
     epoch: u64,
     /// Position in the epoch of the chunk's first document.
     first_document: u64,
+    /// Positions between the chunk's consecutive documents (the slice count for a slice of
+    /// raw files, otherwise 1).
+    stride: u64,
     chunk: DocumentChunk,
 }
 
@@ -99,7 +108,7 @@ struct Counters {
 pub struct LoaderStats {
     /// Chunks the reader has sent.
     pub chunks_read: u64,
-    /// Documents the reader has read.
+    /// Documents the reader has sent to the workers (those of the loader's slice).
     pub documents_read: u64,
     /// Examples the batcher has received.
     pub examples: u64,
@@ -121,9 +130,14 @@ impl Stages {
         chunk: &DocumentChunk,
         epoch: u64,
         first_document: u64,
+        stride: u64,
     ) -> Result<Vec<Positioned>> {
         #[cfg(test)]
         tests::fault::check(&chunk.batch);
+        if chunk.batch.num_rows() == 0 {
+            // A slice's chunk that only carries bad-record counts.
+            return Ok(Vec::new());
+        }
         let is_tokenized = chunk
             .batch
             .schema()
@@ -146,7 +160,7 @@ impl Stages {
                     &e.input_ids,
                     &e.segment_ids,
                 );
-                (first_document + row as u64, masked)
+                (first_document + row as u64 * stride, masked)
             })
             .collect())
     }
@@ -160,6 +174,7 @@ pub struct Loader {
     threads: Vec<JoinHandle<()>>,
     counters: Arc<Counters>,
     files: Vec<PathBuf>,
+    slice: DataSlice,
     finished: bool,
 }
 
@@ -167,6 +182,7 @@ impl std::fmt::Debug for Loader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Loader")
             .field("files", &self.files)
+            .field("slice", &self.slice)
             .field("threads", &self.threads.len())
             .field("finished", &self.finished)
             .finish()
@@ -198,6 +214,29 @@ impl Loader {
         seed: u64,
         start: LoaderStart,
     ) -> Result<Loader> {
+        Self::with_slice(config, tokenizer, seed, start, DataSlice::WHOLE)
+    }
+
+    /// [`resume`](Self::resume), reading only `slice` of the document stream (see
+    /// [`crate::slice`]): raw documents at positions `p % count == index`, or the shard
+    /// blocks `b % count == index`. Batches hold `config.batch_size` examples of this
+    /// slice; cursors keep positions in the whole stream, so a loader started at the cursor
+    /// of one of this slice's batches yields exactly the batches that followed it. Each
+    /// slice counts its own epochs. [`DataSlice::WHOLE`] is [`resume`](Self::resume).
+    ///
+    /// # Errors
+    /// [`PipelineError::InvalidSlice`] unless `slice.index < slice.count`;
+    /// [`PipelineError::EmptySlice`] when the slice gets no documents: here for shards (an
+    /// epoch has fewer blocks than `index + 1`), from the first batch for raw files (known
+    /// after one pass).
+    pub fn with_slice(
+        config: &DataConfig,
+        tokenizer: TextTokenizer,
+        seed: u64,
+        start: LoaderStart,
+        slice: DataSlice,
+    ) -> Result<Loader> {
+        slice.validate()?;
         config.validate()?;
         if config.files.is_empty() {
             return Err(PipelineError::InvalidConfig {
@@ -212,6 +251,18 @@ impl Loader {
         } else if shard_entries == config.files.len() {
             let set = ShardSet::open(&config.files, tokenizer.sha256())?;
             let files = set.shards.iter().map(|(p, _)| p.clone()).collect();
+            if !slice.is_whole() {
+                let rows = set.rows();
+                let blocks = rows.div_ceil(config.shuffle_window.max(1) as u64);
+                if rows > 0 && slice.share_of(blocks) == 0 {
+                    return Err(PipelineError::EmptySlice {
+                        index: slice.index,
+                        count: slice.count,
+                        available: blocks,
+                        unit: "shuffle blocks",
+                    });
+                }
+            }
             (Corpus::Shards(Box::new(set)), files)
         } else {
             return Err(PipelineError::InvalidConfig {
@@ -259,6 +310,7 @@ impl Loader {
             options: SourceOptions::from_config(config),
             epochs: config.epochs,
             start,
+            slice,
             stop: stop.clone(),
             counters: counters.clone(),
             work: work_tx,
@@ -305,6 +357,7 @@ impl Loader {
             threads,
             counters,
             files,
+            slice,
             finished: false,
         })
     }
@@ -312,6 +365,11 @@ impl Loader {
     /// The expanded input files, in reading order (source index = position).
     pub fn files(&self) -> &[PathBuf] {
         &self.files
+    }
+
+    /// The part of the document stream this loader reads.
+    pub fn slice(&self) -> DataSlice {
+        self.slice
     }
 
     /// A snapshot of the pipeline's counters.
@@ -372,6 +430,7 @@ struct Reader {
     options: SourceOptions,
     epochs: Option<u64>,
     start: LoaderStart,
+    slice: DataSlice,
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
     work: Sender<Work>,
@@ -414,27 +473,53 @@ impl Reader {
             // The first epoch of a resumed stream starts at the cursor's document.
             let seek = epoch == self.start.cursor.epoch && self.start.seeks();
             let first = if seek { self.start.cursor.document } else { 0 };
-            let mut documents_this_epoch = 0u64;
-            let mut reader: Box<dyn Iterator<Item = Result<DocumentChunk>> + '_> =
-                match &self.corpus {
-                    Corpus::Files(files) => {
-                        let mut reader = DocumentReader::new(files.clone(), self.options.clone())?;
-                        if seek {
-                            let doc_id = self.start.cursor.doc_id;
-                            reader.seek((doc_id >> 32) as u32, doc_id & 0xFFFF_FFFF)?;
-                        }
-                        Box::new(reader)
+            // Documents of the epoch's stream read, and those of them sent (this slice's).
+            let mut seen = 0u64;
+            let mut sent = 0u64;
+            let mut stream = match &self.corpus {
+                Corpus::Files(files) => {
+                    let mut reader = DocumentReader::new(files.clone(), self.options.clone())?;
+                    if seek {
+                        let doc_id = self.start.cursor.doc_id;
+                        reader.seek((doc_id >> 32) as u32, doc_id & 0xFFFF_FFFF)?;
                     }
-                    Corpus::Shards(set) => Box::new(ShardStream::new(
-                        set,
-                        self.stream_options.clone(),
-                        epoch,
-                        first,
-                        &mut verified,
-                    )),
+                    Stream::Files(reader)
+                }
+                Corpus::Shards(set) => Stream::Shards(ShardStream::with_slice(
+                    set,
+                    self.stream_options.clone(),
+                    epoch,
+                    first,
+                    self.slice,
+                    &mut verified,
+                )),
+            };
+            loop {
+                let next = match &mut stream {
+                    Stream::Files(reader) => reader.next().map(|chunk| -> Result<Selected> {
+                        let (position, chunk) = (first + seen, chunk?);
+                        seen += chunk.batch.num_rows() as u64;
+                        // Raw documents are dealt one by one: p % count == index.
+                        let selected = self.slice.select_documents(chunk, position)?;
+                        Ok(selected.map(|(p, c)| (p, self.slice.count as u64, c)))
+                    }),
+                    // The shard stream reads only the slice's blocks.
+                    Stream::Shards(shards) => {
+                        shards.next_positioned().map(|item| -> Result<Selected> {
+                            let (position, chunk) = item?;
+                            seen += chunk.batch.num_rows() as u64;
+                            Ok(Some((position, 1, chunk)))
+                        })
+                    }
                 };
-            for chunk in reader.by_ref() {
-                let chunk = chunk?;
+                let Some(next) = next else { break };
+                let Some((first_document, stride, chunk)) = next? else {
+                    // None of the slice's documents and nothing to count.
+                    if self.stop.load(Ordering::Relaxed) {
+                        return Ok(None);
+                    }
+                    continue;
+                };
                 if self.stop.load(Ordering::Relaxed) || self.slots.recv().is_err() {
                     return Ok(None);
                 }
@@ -442,21 +527,26 @@ impl Reader {
                 let work = Work {
                     seq: *seq,
                     epoch,
-                    first_document: first + documents_this_epoch,
+                    first_document,
+                    stride,
                     chunk,
                 };
                 if self.work.send(work).is_err() {
                     return Ok(None);
                 }
                 *seq += 1;
-                documents_this_epoch += documents;
+                sent += documents;
                 self.counters
                     .documents
                     .fetch_add(documents, Ordering::Relaxed);
                 self.counters.chunks.fetch_add(1, Ordering::Relaxed);
             }
-            drop(reader);
-            if documents_this_epoch == 0 && first == 0 {
+            drop(stream);
+            let no_documents = match &self.corpus {
+                Corpus::Files(_) => seen == 0,
+                Corpus::Shards(set) => set.rows() == 0,
+            };
+            if first == 0 && no_documents {
                 return Err(PipelineError::EmptyCorpus {
                     files: match &self.corpus {
                         Corpus::Files(files) => files.clone(),
@@ -464,10 +554,36 @@ impl Reader {
                     },
                 });
             }
+            if first == 0 && sent == 0 {
+                let (available, unit) = match &self.corpus {
+                    Corpus::Files(_) => (seen, "documents"),
+                    Corpus::Shards(set) => (
+                        set.rows()
+                            .div_ceil(self.stream_options.shuffle_window.max(1) as u64),
+                        "shuffle blocks",
+                    ),
+                };
+                return Err(PipelineError::EmptySlice {
+                    index: self.slice.index,
+                    count: self.slice.count,
+                    available,
+                    unit,
+                });
+            }
             epoch += 1;
         }
         Ok(Some(*seq))
     }
+}
+
+/// A chunk of the loader's slice: the position of its first document, the positions
+/// between its documents, the chunk; `None` when a chunk has nothing for the slice.
+type Selected = Option<(u64, u64, DocumentChunk)>;
+
+/// One epoch's reader.
+enum Stream<'a> {
+    Files(DocumentReader),
+    Shards(ShardStream<'a>),
 }
 
 fn worker(
@@ -481,6 +597,7 @@ fn worker(
         seq,
         epoch,
         first_document,
+        stride,
         chunk,
     }) = work.recv()
     {
@@ -488,7 +605,7 @@ fn worker(
             continue; // drain quickly so the reader is never left blocked
         }
         let examples = catch_unwind(AssertUnwindSafe(|| {
-            stages.process(&chunk, epoch, first_document)
+            stages.process(&chunk, epoch, first_document, stride)
         }))
         .unwrap_or_else(|payload| {
             Err(PipelineError::WorkerPanicked {

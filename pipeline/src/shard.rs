@@ -8,16 +8,19 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
+use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{Array, ListArray, RecordBatch, UInt32Array};
 use electra_schemas::manifest::{Manifest, ShardEntry};
 use electra_schemas::{check_schema, metadata, tokenized, SCHEMA_VERSION};
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection,
+};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::{KeyValue, PageIndexPolicy};
 use parquet::file::properties::WriterProperties;
 use sha2::{Digest, Sha256};
 
@@ -391,6 +394,14 @@ pub struct ShardChecks {
     pub rows: Option<u64>,
 }
 
+/// Which rows a [`ShardReader`] reads.
+enum Rows<'a> {
+    /// Every row from this one on.
+    From(usize),
+    /// Only these (ascending, disjoint).
+    Ranges(&'a [Range<usize>]),
+}
+
 /// Streams a shard's tokenized documents one row group at a time.
 pub struct ShardReader {
     path: PathBuf,
@@ -461,6 +472,18 @@ impl ShardReader {
     /// [`open`](Self::open), reading from row `first_row` on (pages before it are skipped
     /// where the file's page index allows).
     pub fn open_at(path: &Path, checks: &ShardChecks, first_row: usize) -> Result<Self> {
+        Self::open_rows(path, checks, Rows::From(first_row))
+    }
+
+    /// [`open`](Self::open), reading only the rows in `ranges` (ascending, disjoint, within
+    /// the file), in order. The rows between them are skipped without being decoded where
+    /// the file's page index allows, and skipped at the level of record boundaries
+    /// otherwise.
+    pub fn open_ranges(path: &Path, checks: &ShardChecks, ranges: &[Range<usize>]) -> Result<Self> {
+        Self::open_rows(path, checks, Rows::Ranges(ranges))
+    }
+
+    fn open_rows(path: &Path, checks: &ShardChecks, rows: Rows<'_>) -> Result<Self> {
         if let Some(expected) = &checks.sha256 {
             let actual = file_sha256(path)?;
             if &actual != expected {
@@ -481,7 +504,14 @@ impl ShardReader {
             }
         }
         check_footer(path, &mut file)?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err(path))?;
+        // The offset index (page locations) lets a row selection skip whole pages.
+        let page_index = match rows {
+            Rows::From(_) => PageIndexPolicy::Skip,
+            Rows::Ranges(_) => PageIndexPolicy::Optional,
+        };
+        let options = ArrowReaderOptions::new().with_offset_index_policy(page_index);
+        let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
+            .map_err(parquet_err(path))?;
         let context = path.display().to_string();
         check_schema(builder.schema(), &tokenized::schema(), &context)?;
         if let Some(expected) = checks.rows {
@@ -514,11 +544,31 @@ impl ShardReader {
                 });
             }
         }
-        let inner = builder
-            .with_batch_size(READ_BATCH_ROWS)
-            .with_offset(first_row)
-            .build()
-            .map_err(parquet_err(path))?;
+        let builder = builder.with_batch_size(READ_BATCH_ROWS);
+        let builder = match rows {
+            Rows::From(first_row) => builder.with_offset(first_row),
+            Rows::Ranges(ranges) => {
+                let total =
+                    usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+                let ordered = ranges.windows(2).all(|w| w[0].end <= w[1].start)
+                    && ranges.iter().all(|r| r.start <= r.end && r.end <= total);
+                if !ordered {
+                    return Err(shard_err(
+                        path,
+                        format!(
+                            "the row ranges to read are not ascending and disjoint within the file's {total} rows ({} ranges from {:?} to {:?})",
+                            ranges.len(),
+                            ranges.first(),
+                            ranges.last()
+                        ),
+                    ));
+                }
+                let selection =
+                    RowSelection::from_consecutive_ranges(ranges.iter().cloned(), total);
+                builder.with_row_selection(selection)
+            }
+        };
+        let inner = builder.build().map_err(parquet_err(path))?;
         Ok(Self {
             path: path.to_path_buf(),
             inner,

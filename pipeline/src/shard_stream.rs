@@ -7,11 +7,13 @@
 //! document's position in the epoch therefore determines which block, shard and row it
 //! comes from, so a stream can start at any position by opening one shard at one row: a
 //! resumed run does not re-read the epoch. With `shuffle = false` documents come in
-//! manifest order, exactly the order the raw corpus gives. Each shard's sha256 is checked against its manifest the first time it is opened
+//! manifest order, exactly the order the raw corpus gives. A [`DataSlice`] reads only the
+//! blocks dealt to it (block b to slice `b % count`; see [`crate::slice`]). Each shard's sha256 is checked against its manifest the first time it is opened
 //! (`verify_shards`), its tokenizer hash against the run's, and its token ids against the
 //! vocabulary.
 
 use std::collections::HashSet;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use arrow_array::{RecordBatch, UInt32Array};
@@ -21,6 +23,7 @@ use electra_schemas::tokenized;
 use crate::error::{PipelineError, Result};
 use crate::rng::Rng;
 use crate::shard::{read_manifest, ShardChecks, ShardReader};
+use crate::slice::DataSlice;
 use crate::source::{BadRecordCounts, DocumentChunk};
 
 /// Stream tag of the shuffle RNG (distinct from packing and masking).
@@ -57,6 +60,11 @@ pub fn is_manifest_path(entry: &str) -> bool {
 }
 
 impl ShardSet {
+    /// Documents in all the shards (one epoch).
+    pub fn rows(&self) -> u64 {
+        self.shards.iter().map(|(_, entry)| entry.rows).sum()
+    }
+
     /// Reads manifests (files, or folders holding `manifest.json`); all must be complete
     /// and made with `tokenizer_sha256`.
     pub fn open(entries: &[String], tokenizer_sha256: &str) -> Result<Self> {
@@ -119,27 +127,41 @@ pub struct ShardStreamOptions {
     pub seed: u64,
 }
 
-/// One epoch over a [`ShardSet`]: chunks of tokenized documents.
+/// One epoch over a [`ShardSet`] (or over one [`DataSlice`] of it): chunks of tokenized
+/// documents.
 pub struct ShardStream<'a> {
     set: &'a ShardSet,
     options: ShardStreamOptions,
     epoch: u64,
     order: Vec<usize>,
+    /// Position in the epoch's stream of the first row of each shard of `order`, and the
+    /// epoch's document count last.
+    starts: Vec<u64>,
+    /// The part of the stream read.
+    slice: DataSlice,
+    /// Rows are read in blocks of `shuffle_window`: to shuffle them, or to deal them to
+    /// slices.
+    blocked: bool,
     /// Next entry of `order` to open.
     next_shard: usize,
-    /// Row at which the next shard opened starts (non-zero only after a seek).
-    first_row: usize,
+    /// Position in the epoch where reading starts: the start position, or (blocked) the
+    /// first row of the first block read.
+    read_from: u64,
     reader: Option<ShardReader>,
     /// Rows read from the shards but not yet put into a block.
     leftover: Option<RecordBatch>,
     verified: &'a mut HashSet<PathBuf>,
-    /// The current shuffled block and the next row of it to hand out.
+    /// The current (shuffled) block, its index in the epoch and the next row of it to hand
+    /// out.
     block: Option<RecordBatch>,
+    block_index: u64,
     block_next: usize,
     /// Rows of the next block to drop (the documents before the start position).
     skip_in_block: usize,
-    /// Index of the next block in the epoch.
+    /// Index of the next block to read in the epoch.
     next_block: u64,
+    /// Position of the next row (not blocked).
+    position: u64,
     done: bool,
 }
 
@@ -147,6 +169,7 @@ impl std::fmt::Debug for ShardStream<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShardStream")
             .field("epoch", &self.epoch)
+            .field("slice", &self.slice)
             .field("next_shard", &self.next_shard)
             .field("next_block", &self.next_block)
             .finish()
@@ -163,6 +186,22 @@ impl<'a> ShardStream<'a> {
         start: u64,
         verified: &'a mut HashSet<PathBuf>,
     ) -> Self {
+        Self::with_slice(set, options, epoch, start, DataSlice::WHOLE, verified)
+    }
+
+    /// [`new`](Self::new), reading only the blocks of `shuffle_window` documents that
+    /// belong to `slice` (block b of the epoch's stream belongs to slice `b % count`; see
+    /// [`crate::slice`]). Rows of other blocks are skipped in the Parquet files, and shards
+    /// without rows of the slice are not opened. `start` is a position in the whole
+    /// epoch's stream.
+    pub fn with_slice(
+        set: &'a ShardSet,
+        options: ShardStreamOptions,
+        epoch: u64,
+        start: u64,
+        slice: DataSlice,
+        verified: &'a mut HashSet<PathBuf>,
+    ) -> Self {
         let mut rng = Rng::derive(options.seed, &[SHUFFLE_STREAM, epoch]);
         let mut order: Vec<usize> = (0..set.shards.len()).collect();
         if options.shuffle {
@@ -171,38 +210,50 @@ impl<'a> ShardStream<'a> {
                 order.swap(i, j);
             }
         }
-        let block_rows = Self::block_rows(&options) as u64;
-        let (next_block, block_start) = if options.shuffle {
-            (start / block_rows, start / block_rows * block_rows)
-        } else {
-            (0, start)
-        };
-        // The shard (in this epoch's order) and row where reading starts.
-        let mut next_shard = order.len();
-        let mut first_row = 0;
-        let mut before = 0u64;
-        for (k, &index) in order.iter().enumerate() {
-            let rows = set.shards[index].1.rows;
-            if block_start < before + rows {
-                next_shard = k;
-                first_row = (block_start - before) as usize;
-                break;
-            }
-            before += rows;
+        let mut starts = Vec::with_capacity(order.len() + 1);
+        let mut total = 0u64;
+        for &index in &order {
+            starts.push(total);
+            total += set.shards[index].1.rows;
         }
+        starts.push(total);
+        let block_rows = Self::block_rows(&options) as u64;
+        let blocked = options.shuffle || !slice.is_whole();
+        let (next_block, read_from, skip_in_block) = if blocked {
+            let block = start / block_rows;
+            let first = slice.first_owned_from(block);
+            // A start inside one of the slice's blocks drops that block's earlier rows.
+            let skip = if first == block {
+                start - block * block_rows
+            } else {
+                0
+            };
+            (first, first * block_rows, skip as usize)
+        } else {
+            (0, start, 0)
+        };
+        // The first shard (in this epoch's order) with rows at or after `read_from`.
+        let next_shard = (0..order.len())
+            .find(|&k| read_from < starts[k + 1])
+            .unwrap_or(order.len());
         Self {
             set,
             epoch,
             order,
+            starts,
+            slice,
+            blocked,
             next_shard,
-            first_row,
+            read_from,
             reader: None,
             leftover: None,
             verified,
             block: None,
+            block_index: next_block,
             block_next: 0,
-            skip_in_block: (start - block_start) as usize,
+            skip_in_block,
             next_block,
+            position: start,
             done: false,
             options,
         }
@@ -211,6 +262,30 @@ impl<'a> ShardStream<'a> {
     /// Documents per shuffle block.
     fn block_rows(options: &ShardStreamOptions) -> usize {
         options.shuffle_window.max(1)
+    }
+
+    /// The rows of shard `k` (of this epoch's order) that this stream reads, relative to
+    /// the shard's first row.
+    fn shard_ranges(&self, k: usize) -> Vec<Range<usize>> {
+        let (begin, end) = (self.starts[k], self.starts[k + 1]);
+        let from = begin.max(self.read_from);
+        if from >= end {
+            return Vec::new();
+        }
+        let relative = |a: u64, b: u64| (a - begin) as usize..(b - begin) as usize;
+        if self.slice.is_whole() {
+            return vec![relative(from, end)];
+        }
+        let block_rows = Self::block_rows(&self.options) as u64;
+        let mut ranges = Vec::new();
+        let mut block = self.slice.first_owned_from(from / block_rows);
+        while block * block_rows < end {
+            let a = (block * block_rows).max(from);
+            let b = ((block + 1) * block_rows).min(end);
+            ranges.push(relative(a, b));
+            block += self.slice.count as u64;
+        }
+        ranges
     }
 
     /// The next batch read from the shards, or None at the end of the last shard.
@@ -222,10 +297,12 @@ impl<'a> ShardStream<'a> {
                     None => self.reader = None,
                 }
             }
-            let Some(&index) = self.order.get(self.next_shard) else {
+            let k = self.next_shard;
+            let Some(&index) = self.order.get(k) else {
                 return Ok(None);
             };
             self.next_shard += 1;
+            let ranges = self.shard_ranges(k);
             let (path, entry) = &self.set.shards[index];
             let verify = self.options.verify && !self.verified.contains(path);
             let checks = ShardChecks {
@@ -235,8 +312,15 @@ impl<'a> ShardStream<'a> {
                 bytes: Some(entry.bytes),
                 rows: Some(entry.rows),
             };
-            let first_row = std::mem::take(&mut self.first_row);
-            self.reader = Some(ShardReader::open_at(path, &checks, first_row)?);
+            self.reader = Some(if self.slice.is_whole() {
+                // The whole stream reads every shard from its first row needed on.
+                let first_row = ranges.first().map_or(0, |r| r.start);
+                ShardReader::open_at(path, &checks, first_row)?
+            } else if ranges.is_empty() {
+                continue; // none of this slice's rows: never opened
+            } else {
+                ShardReader::open_ranges(path, &checks, &ranges)?
+            });
             if verify {
                 self.verified.insert(path.clone());
             }
@@ -268,42 +352,57 @@ impl<'a> ShardStream<'a> {
         Ok(parts)
     }
 
-    /// Reads and permutes the next block; false at the end of the epoch.
+    /// Reads (and with `shuffle` permutes) the next block; false at the end of the epoch.
+    /// The rows read are exactly this stream's blocks, one after another, each of
+    /// `shuffle_window` rows but the epoch's last, so a block is the next
+    /// `shuffle_window` rows.
     fn next_block(&mut self) -> Result<bool> {
         let parts = self.read_rows(Self::block_rows(&self.options))?;
         if parts.is_empty() {
             return Ok(false);
         }
         let batch = arrow_select::concat::concat_batches(&tokenized::schema(), &parts)?;
-        let mut rng = Rng::derive(
-            self.options.seed,
-            &[SHUFFLE_STREAM, self.epoch, BLOCK_STREAM, self.next_block],
-        );
-        let mut permutation: Vec<u32> = (0..batch.num_rows() as u32).collect();
-        for i in (1..permutation.len()).rev() {
-            let j = rng.below(i as u64 + 1) as usize;
-            permutation.swap(i, j);
-        }
-        let shuffled =
-            arrow_select::take::take_record_batch(&batch, &UInt32Array::from(permutation))?;
-        self.next_block += 1;
+        let block = if self.options.shuffle {
+            let mut rng = Rng::derive(
+                self.options.seed,
+                &[SHUFFLE_STREAM, self.epoch, BLOCK_STREAM, self.next_block],
+            );
+            let mut permutation: Vec<u32> = (0..batch.num_rows() as u32).collect();
+            for i in (1..permutation.len()).rev() {
+                let j = rng.below(i as u64 + 1) as usize;
+                permutation.swap(i, j);
+            }
+            arrow_select::take::take_record_batch(&batch, &UInt32Array::from(permutation))?
+        } else {
+            batch
+        };
+        self.block_index = self.next_block;
+        self.next_block += self.slice.count as u64;
         self.block_next = std::mem::take(&mut self.skip_in_block);
-        self.block = Some(shuffled);
+        self.block = Some(block);
         Ok(true)
     }
 
-    fn next_chunk(&mut self) -> Result<Option<RecordBatch>> {
-        if !self.options.shuffle {
-            return self.read_batch();
+    /// The next chunk and the position of its first document in the epoch's stream.
+    fn next_chunk(&mut self) -> Result<Option<(u64, RecordBatch)>> {
+        if !self.blocked {
+            let Some(batch) = self.read_batch()? else {
+                return Ok(None);
+            };
+            let position = self.position;
+            self.position += batch.num_rows() as u64;
+            return Ok(Some((position, batch)));
         }
+        let block_rows = Self::block_rows(&self.options) as u64;
         loop {
             if let Some(block) = &self.block {
                 let rows = block.num_rows();
                 if self.block_next < rows {
                     let n = CHUNK_DOCUMENTS.min(rows - self.block_next);
                     let chunk = block.slice(self.block_next, n);
+                    let position = self.block_index * block_rows + self.block_next as u64;
                     self.block_next += n;
-                    return Ok(Some(chunk));
+                    return Ok(Some((position, chunk)));
                 }
                 self.block = None;
             }
@@ -312,20 +411,21 @@ impl<'a> ShardStream<'a> {
             }
         }
     }
-}
 
-impl Iterator for ShardStream<'_> {
-    type Item = Result<DocumentChunk>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+    /// The next chunk with the position of its first document in the epoch's stream (its
+    /// documents follow at consecutive positions).
+    pub fn next_positioned(&mut self) -> Option<Result<(u64, DocumentChunk)>> {
         if self.done {
             return None;
         }
         match self.next_chunk() {
-            Ok(Some(batch)) => Some(Ok(DocumentChunk {
-                batch,
-                bad_records: BadRecordCounts::default(),
-            })),
+            Ok(Some((position, batch))) => Some(Ok((
+                position,
+                DocumentChunk {
+                    batch,
+                    bad_records: BadRecordCounts::default(),
+                },
+            ))),
             Ok(None) => {
                 self.done = true;
                 None
@@ -335,5 +435,14 @@ impl Iterator for ShardStream<'_> {
                 Some(Err(e))
             }
         }
+    }
+}
+
+impl Iterator for ShardStream<'_> {
+    type Item = Result<DocumentChunk>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_positioned()
+            .map(|item| item.map(|(_, chunk)| chunk))
     }
 }
