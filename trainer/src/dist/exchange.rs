@@ -31,7 +31,7 @@ pub(crate) struct Exchange {
     round: Cell<u64>,
     /// This rank's key (and its chunk count) of the current round.
     current: RefCell<Option<(String, usize)>>,
-    /// This rank's key of the previous round, deleted once the current round completes.
+    /// This rank's key of the last finished round, deleted once the next round completes.
     previous: RefCell<Option<(String, usize)>>,
     /// Set by any failure: drop then skips the closing handshake.
     pub(crate) failed: Cell<bool>,
@@ -225,13 +225,7 @@ impl Drop for Exchange {
         let fin = |rank: usize| format!("{}/fin/{rank}", self.prefix);
         if self.rank != 0 {
             // Best effort: rank 0 stops waiting after the timeout anyway.
-            // The previous round only: others may still read the last one.
-            if let Some((key, chunks)) = self.previous.take() {
-                for i in 0..chunks {
-                    let _ = self.store.delete(&format!("{key}/{i}"));
-                }
-                let _ = self.store.delete(&key);
-            }
+            // Nothing to delete: `previous` is the last round, which others may still read.
             let _ = self.store.set(&fin(self.rank), &[]);
             return;
         }
