@@ -49,6 +49,13 @@ pub enum TrainError {
     /// The data stream ended before the run's last step.
     #[error("the data ended after {batches} batches, before step {needed}; set data.epochs higher or leave it unset")]
     DataExhausted { batches: u64, needed: u64 },
+    /// A launcher variable (torchrun's or Slurm's) is malformed or contradicts another.
+    #[error("distributed launch: {var}: {reason}")]
+    DistEnv { var: String, reason: String },
+    /// A collective failed: a rank did not answer within the timeout, the master cannot be
+    /// reached, or the ranks disagree (the reason names the rank, key and address).
+    #[error("distributed: {reason}")]
+    Dist { reason: String },
 }
 
 impl TrainError {

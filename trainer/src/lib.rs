@@ -6,7 +6,8 @@
 //! 3. [`train`]: batches from the pipeline's queue -> tensors -> generator + discriminator
 //!    forward ([`objective`]: ELECTRA or masked LM) -> our [`optim::AdamW`] under the
 //!    [`schedule::LinearSchedule`] -> metrics -> [`checkpoint`]s and final weights with
-//!    Hugging Face names; [`flops`] counts the training compute.
+//!    Hugging Face names; [`flops`] counts the training compute; [`dist`]: collectives
+//!    over ranks (c10d's TCPStore and NCCL) for data parallelism.
 //! 4. [`finetune`]: a pre-trained discriminator fine-tuned on a [`task`] (TSV
 //!    classification or regression) with layer-wise learning-rate decay, scored by
 //!    [`scores`] over several seeds.
@@ -30,6 +31,7 @@ pub mod bench;
 pub mod bench_train;
 pub mod checkpoint;
 pub mod config;
+pub mod dist;
 pub mod error;
 pub mod finetune;
 pub mod flops;

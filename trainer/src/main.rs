@@ -65,6 +65,9 @@ enum BenchCommand {
     /// Steady-state training throughput of a config on its data, with the step time split
     /// into data wait, copy, forward, backward and optimizer, and peak memory.
     Train(BenchTrainArgs),
+    /// The collectives of a distributed job (run under torchrun or srun, or alone): checks
+    /// all-reduce, broadcast, barrier, gather and gradient buckets, then times all-reduce.
+    Collective(BenchCollectiveArgs),
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +98,31 @@ struct BenchTrainArgs {
     #[arg(long)]
     threads: Option<usize>,
     /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct BenchCollectiveArgs {
+    /// Size of the timed all-reduce buffer (f32), in MB.
+    #[arg(long, default_value_t = 500.0)]
+    size_mb: f64,
+    /// Timed all-reduces.
+    #[arg(long, default_value_t = 20)]
+    iters: usize,
+    /// Untimed all-reduces first.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Device (cuda: GPU LOCAL_RANK).
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+    /// Collective backend (auto: NCCL on CUDA, else the slow TCPStore one).
+    #[arg(long, value_enum, default_value_t = electra_trainer::dist::Backend::Auto)]
+    backend: electra_trainer::dist::Backend,
+    /// Give up on any rank that does not answer within this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    timeout_seconds: f64,
+    /// Print one JSON object (rank 0).
     #[arg(long)]
     json: bool,
 }
@@ -380,6 +408,7 @@ fn main() -> ExitCode {
         Command::Finetune(args) => run_finetune(args),
         Command::Bench(BenchCommand::Pipeline(args)) => run_bench_pipeline(args),
         Command::Bench(BenchCommand::Train(args)) => run_bench_train(args),
+        Command::Bench(BenchCommand::Collective(args)) => run_bench_collective(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -833,6 +862,57 @@ fn run_finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         println!("  {:<22} {} (seed {seed})", "model", dir.display());
     }
     println!("  {:<22} {:.1}", "seconds", report.seconds);
+    Ok(())
+}
+
+/// Without torchrun's or Slurm's variables: world size 1, a store on 127.0.0.1 (free port).
+/// `ELECTRA_TEST_DIST_EXIT_AFTER=N` (tests only) makes this rank exit after N timed
+/// all-reduces, as if it crashed.
+fn run_bench_collective(args: BenchCollectiveArgs) -> anyhow::Result<()> {
+    use electra_trainer::dist::{bench, DistEnv};
+    let env = DistEnv::from_env()?.unwrap_or_else(DistEnv::single);
+    let device = match args.device.resolve()? {
+        tch::Device::Cuda(_) => env.cuda_device(),
+        other => other,
+    };
+    let exit_after = match std::env::var("ELECTRA_TEST_DIST_EXIT_AFTER") {
+        Ok(v) => Some(v.parse().context("ELECTRA_TEST_DIST_EXIT_AFTER")?),
+        Err(_) => None,
+    };
+    if !(args.timeout_seconds > 0.0 && args.size_mb > 0.0) {
+        bail!("--timeout-seconds and --size-mb must be positive");
+    }
+    let report = bench::bench_collective(
+        &env,
+        &bench::CollectiveBenchOptions {
+            size_bytes: (args.size_mb * 1e6) as usize,
+            iters: args.iters,
+            warmup: args.warmup,
+            device,
+            backend: args.backend,
+            timeout: std::time::Duration::from_secs_f64(args.timeout_seconds),
+            exit_after,
+        },
+    )?;
+    if report.rank != 0 {
+        return Ok(());
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "  {} backend, {} ranks, {}: all-reduce {}, broadcast, barrier, gather, grad buckets ok",
+            report.backend, report.world_size, report.device, report.all_reduce_expected
+        );
+        println!(
+            "  {:.1} MB x {}: {:.3} ms per all-reduce, algbw {:.2} GB/s, busbw {:.2} GB/s",
+            report.size_bytes as f64 / 1e6,
+            report.iters,
+            report.seconds_per_all_reduce * 1e3,
+            report.algbw_gb_per_s,
+            report.busbw_gb_per_s
+        );
+    }
     Ok(())
 }
 
