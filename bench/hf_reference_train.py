@@ -27,8 +27,9 @@ other positions (the config's mask_prob) replaced by `[MASK]` with labels at the
 its figures are pure model step time (an upper bound for a real input pipeline).
 
 Timing: `--warmup` steps (default 3) untimed, then `--steps` (default 10) timed as one
-window (CUDA: synchronised at both ends only; losses are read after the window, so there is
-no host synchronisation inside a step). tokens_per_sec = batch * seq_len * steps / seconds.
+window (CUDA: synchronised at both ends; losses are read only after the window, though
+indexing the masked positions with a boolean mask syncs once a step, as plain PyTorch code
+does). `--compile` is optional and untested on CPU here. tokens_per_sec = batch * seq_len * steps / seconds.
 peak_memory_bytes: CUDA `torch.cuda.max_memory_allocated`; CPU `ru_maxrss` of the process.
 """
 
