@@ -483,16 +483,16 @@ impl Reader {
                         let doc_id = self.start.cursor.doc_id;
                         reader.seek((doc_id >> 32) as u32, doc_id & 0xFFFF_FFFF)?;
                     }
-                    Stream::Files(reader)
+                    Stream::Files(Box::new(reader))
                 }
-                Corpus::Shards(set) => Stream::Shards(ShardStream::with_slice(
+                Corpus::Shards(set) => Stream::Shards(Box::new(ShardStream::with_slice(
                     set,
                     self.stream_options.clone(),
                     epoch,
                     first,
                     self.slice,
                     &mut verified,
-                )),
+                ))),
             };
             loop {
                 let next = match &mut stream {
@@ -582,8 +582,8 @@ type Selected = Option<(u64, u64, DocumentChunk)>;
 
 /// One epoch's reader.
 enum Stream<'a> {
-    Files(DocumentReader),
-    Shards(ShardStream<'a>),
+    Files(Box<DocumentReader>),
+    Shards(Box<ShardStream<'a>>),
 }
 
 fn worker(

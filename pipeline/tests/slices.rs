@@ -445,7 +445,7 @@ fn a_shard_reader_reads_exactly_the_selected_rows() {
         .collect();
     let selected = doc_ids(ShardReader::open_ranges(&shard, &checks, &ranges).unwrap());
     assert_eq!(selected, expected);
-    for bad in [vec![10..20, 5..8], vec![n - 10..n + 1]] {
+    for bad in [vec![10..20, 5..8], vec![0..1, n - 10..n + 1]] {
         let err = ShardReader::open_ranges(&shard, &checks, &bad).unwrap_err();
         assert!(matches!(err, PipelineError::BadShard { .. }), "{err:?}");
     }
