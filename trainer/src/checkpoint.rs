@@ -81,8 +81,12 @@ pub struct TrainerState {
     pub step: u64,
     /// Batches consumed (equal to `step`).
     pub batches: u64,
-    /// The position after the last example consumed.
+    /// The position after the last example consumed (slice 0's when the stream is
+    /// sliced).
     pub cursor: DataCursor,
+    /// With `dist.data_slices > 1`: every slice's position, in slice order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slice_cursors: Vec<DataCursor>,
     /// Real tokens trained on.
     pub tokens: u64,
     /// Bad records skipped so far, per kind.

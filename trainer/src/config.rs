@@ -42,6 +42,68 @@ pub struct RunConfig {
     /// When checkpoints are written and how many are kept.
     #[serde(default)]
     pub checkpoint: CheckpointSection,
+    /// Data-parallel training: data slices, collective backend, timeouts.
+    #[serde(default)]
+    pub dist: DistSection,
+}
+
+/// Which collective implementation a data-parallel run uses.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DistBackend {
+    /// NCCL on CUDA devices, the TCPStore fallback on CPU.
+    #[default]
+    Auto,
+    /// c10d's ProcessGroupNCCL (CUDA only): the production path.
+    Nccl,
+    /// Everything through c10d's TCPStore on rank 0: for tests and CPU-only clusters;
+    /// slow (every all-reduce moves every rank's buffer through one server).
+    Store,
+}
+
+/// The kind gradients are all-reduced in.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum GradReduceKind {
+    /// The gradients' own kind (float32).
+    #[default]
+    Fp32,
+    /// bfloat16: half the traffic, rounding the summed gradient to 8 bits of mantissa.
+    Bf16,
+}
+
+/// `[dist]`: data-parallel training (see the README's "Distributed training"). Without
+/// torchrun's or Slurm's variables a run is one process and only `data_slices` matters.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistSection {
+    /// The document stream is dealt into this many disjoint slices, each read by its own
+    /// loader with `batch_size / data_slices` examples per step; the global batch is the
+    /// slices' batches in slice order, and rank `r` of `W` reads slices `r, r + W, ...`.
+    /// So a run is the same examples in the same order on any world size up to
+    /// `data_slices`, and may resume on another one. Part of the experiment (default 1).
+    pub data_slices: usize,
+    /// Collective implementation (default `auto`).
+    pub backend: DistBackend,
+    /// A collective or rendezvous that waits longer than this fails the run with an
+    /// error naming the peer (default 600).
+    pub timeout_seconds: u64,
+    /// Gradients are all-reduced in flat buckets of about this many MiB (default 25).
+    pub bucket_mb: usize,
+    /// The kind gradients are all-reduced in (default `fp32`).
+    pub grad_reduce: GradReduceKind,
+}
+
+impl Default for DistSection {
+    fn default() -> Self {
+        Self {
+            data_slices: 1,
+            backend: DistBackend::Auto,
+            timeout_seconds: 600,
+            bucket_mb: 25,
+            grad_reduce: GradReduceKind::Fp32,
+        }
+    }
 }
 
 /// `[checkpoint]`: see [`crate::checkpoint`] for what a checkpoint holds.
@@ -307,6 +369,22 @@ impl RunConfig {
         if t.max_bad_steps == 0 {
             return Err(invalid("train.max_bad_steps", "must be at least 1".into()));
         }
+        let d = &self.dist;
+        if d.data_slices == 0 || !self.data.batch_size.is_multiple_of(d.data_slices) {
+            return Err(invalid(
+                "dist.data_slices",
+                format!(
+                    "{} must be at least 1 and divide data.batch_size ({})",
+                    d.data_slices, self.data.batch_size
+                ),
+            ));
+        }
+        if d.timeout_seconds == 0 {
+            return Err(invalid("dist.timeout_seconds", "must be at least 1".into()));
+        }
+        if d.bucket_mb == 0 {
+            return Err(invalid("dist.bucket_mb", "must be at least 1".into()));
+        }
         if self.checkpoint.keep == 0 {
             return Err(invalid("checkpoint.keep", "must be at least 1".into()));
         }
@@ -344,6 +422,10 @@ impl RunConfig {
         a.data.chunk_bytes = b.data.chunk_bytes;
         a.data.verify_shards = b.data.verify_shards;
         a.checkpoint = b.checkpoint.clone();
+        a.dist = DistSection {
+            data_slices: a.dist.data_slices,
+            ..b.dist.clone()
+        };
         let to_value = |c: &RunConfig| {
             toml::Value::try_from(c).map_err(|e| TrainError::Config {
                 origin: "resolved config".into(),

@@ -39,6 +39,7 @@ pub mod inspect;
 pub mod metrics;
 pub mod objective;
 pub mod optim;
+pub mod parallel;
 pub mod schedule;
 pub mod scores;
 pub mod task;

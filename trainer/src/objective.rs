@@ -118,10 +118,31 @@ impl Pretrainer {
         options: &ElectraOptions,
         train: bool,
     ) -> Result<ElectraOutput> {
+        self.forward_with(input, options, train, None)
+    }
+
+    /// One training forward pass with the sampler's uniform numbers given (ELECTRA's
+    /// inverse-CDF sampler; see [`Electra::forward_with`]).
+    pub fn forward_with(
+        &self,
+        input: &ElectraInput,
+        options: &ElectraOptions,
+        train: bool,
+        uniforms: Option<&Tensor>,
+    ) -> Result<ElectraOutput> {
         Ok(match self {
-            Self::Electra(m) => m.forward_t(input, options, train)?,
+            Self::Electra(m) => m.forward_with(input, options, train, uniforms)?,
             Self::Mlm(m) => m.forward_t(input, train)?,
         })
+    }
+
+    /// `(generator, discriminator)` weights of the total loss: the options' for ELECTRA,
+    /// `(1, 0)` for MLM, whose loss is its masked-LM loss.
+    pub fn loss_weights(&self, options: &ElectraOptions) -> (f64, f64) {
+        match self {
+            Self::Electra(_) => (options.gen_weight, options.disc_weight),
+            Self::Mlm(_) => (1.0, 0.0),
+        }
     }
 
     /// The model as Hugging Face folders; the first is the encoder users fine-tune.

@@ -13,18 +13,20 @@ use std::time::{Duration, Instant};
 use electra_model::safetensors;
 use electra_model::stats::STATS_LEN;
 use electra_model::{ElectraConfig, ElectraInput, ElectraOptions, ElectraStats};
-use electra_pipeline::{BadRecordCounts, Batch, DataCursor, Loader, LoaderStart, TextTokenizer};
+use electra_pipeline::{BadRecordCounts, Batch, LoaderStart, TextTokenizer};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::checkpoint::{self, CheckpointWriter, FileStamp, Found, TrainerState, WindowState};
-use crate::config::{RunConfig, TrainSection};
+use crate::config::{DistBackend, GradReduceKind, RunConfig, TrainSection};
+use crate::dist::{Backend, DistEnv, GradBuckets};
 use crate::error::{Result, TrainError};
 use crate::flops::step_flops;
 use crate::metrics::{MetricsRow, MetricsWriter};
 use crate::objective::{write_hf_folders, Layout, Pretrainer};
 use crate::optim::{AdamW, AdamWConfig};
+use crate::parallel::{combine, owned_slices, Combined, RankBatch, RankData, RankReport};
 use crate::schedule::LinearSchedule;
 use crate::tokenizer::load_tokenizer;
 
@@ -161,19 +163,64 @@ pub(crate) struct DeviceBatch {
     attention_mask: Tensor,
     masked_positions: Tensor,
     masked_labels: Tensor,
+    /// `[m]` Int64: each masked position's place in the global batch,
+    /// `global row << 16 | position`, the key of its sampling noise.
+    sample_keys: Tensor,
 }
 
 impl DeviceBatch {
+    /// The batch's rows are rows `0..B` of the global batch.
     pub(crate) fn new(batch: &Batch, device: Device) -> Self {
+        let rows: Vec<i64> = (0..batch.batch_size as i64).collect();
+        Self::with_rows(batch, &rows, device)
+    }
+
+    /// `global_rows[r]`: row `r`'s index in the global batch.
+    pub(crate) fn with_rows(batch: &Batch, global_rows: &[i64], device: Device) -> Self {
         let shape = [batch.batch_size as i64, batch.seq_len as i64];
-        let to = |v: &[i64], shape: &[i64]| Tensor::from_slice(v).view(shape).to_device(device);
+        // To a GPU through pinned host memory, without waiting for the copy: the host
+        // returns to the pipeline while the device works (the caching host allocator keeps
+        // each staging buffer until its copy is done).
+        let to = |v: &[i64], shape: &[i64]| {
+            let host = Tensor::from_slice(v).view(shape);
+            match device {
+                Device::Cuda(_) => {
+                    host.pin_memory(device)
+                        .to_device_(device, Kind::Int64, true, false)
+                }
+                _ => host,
+            }
+        };
+        let seq = batch.seq_len.max(1) as i64;
+        let keys: Vec<i64> = batch
+            .masked_positions
+            .iter()
+            .map(|&p| {
+                let row = global_rows
+                    .get((p / seq) as usize)
+                    .copied()
+                    .unwrap_or(p / seq);
+                (row << 16) | (p % seq)
+            })
+            .collect();
         Self {
             input_ids: to(&batch.input_ids, &shape),
             segment_ids: to(&batch.segment_ids, &shape),
             attention_mask: to(&batch.attention_mask, &shape),
             masked_positions: to(&batch.masked_positions, &[-1]),
             masked_labels: to(&batch.masked_labels, &[-1]),
+            sample_keys: to(&keys, &[-1]),
         }
+    }
+
+    /// The inverse-CDF sampler's uniform numbers for step seed `seed`: a function of each
+    /// masked position's place in the global batch, so every rank of a data-parallel run
+    /// draws the replacement a single process would.
+    pub(crate) fn uniforms(&self, seed: i64) -> Result<Tensor> {
+        Ok(electra_model::sampling::hashed_uniforms(
+            seed as u64,
+            &self.sample_keys,
+        )?)
     }
 
     pub(crate) fn input(&self) -> ElectraInput<'_> {
@@ -359,8 +406,47 @@ fn find_resume(config: &RunConfig, run_dir: &Path, tokenizer: &TextTokenizer) ->
 /// Runs pre-training as `config` describes; returns the summary.
 pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSummary> {
     let run_dir = &options.run_dir;
-    std::fs::create_dir_all(run_dir).map_err(TrainError::io(run_dir))?;
-    let device = options.device.resolve()?;
+    let dist_env = DistEnv::from_env()?;
+    let (rank, world) = dist_env.as_ref().map_or((0, 1), |e| (e.rank, e.world_size));
+    // Rank 0 writes the run folder: config, metrics, checkpoints, final weights.
+    let is_main = rank == 0;
+    let device = match (&dist_env, options.device.resolve()?) {
+        (Some(env), Device::Cuda(_)) => Device::Cuda(env.local_rank),
+        (_, device) => device,
+    };
+    let slices = config.dist.data_slices;
+    if world > slices {
+        return Err(TrainError::InvalidConfig {
+            field: "dist.data_slices".into(),
+            reason: format!(
+                "{slices} slices for {world} ranks: every rank needs a slice; set dist.data_slices to a multiple of the world size"
+            ),
+        });
+    }
+    let coll = match &dist_env {
+        Some(env) => {
+            let backend = match config.dist.backend {
+                DistBackend::Auto => Backend::Auto,
+                DistBackend::Nccl => Backend::Nccl,
+                DistBackend::Store => Backend::Store,
+            };
+            let timeout = Duration::from_secs(config.dist.timeout_seconds);
+            let coll = crate::dist::connect(env, backend, device, timeout)?;
+            tracing::info!(
+                rank,
+                world,
+                local_rank = env.local_rank,
+                backend = coll.backend(),
+                master = %format!("{}:{}", env.master_addr, env.master_port),
+                "joined the process group"
+            );
+            Some(coll)
+        }
+        None => None,
+    };
+    if is_main {
+        std::fs::create_dir_all(run_dir).map_err(TrainError::io(run_dir))?;
+    }
     let tokenizer = load_tokenizer(&config.data.tokenizer)?;
     let found = if options.resume {
         Some(find_resume(config, run_dir, &tokenizer)?)
@@ -368,12 +454,14 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
         None
     };
     let tokenizer_json = run_dir.join("tokenizer.json");
-    if tokenizer.path() != tokenizer_json {
+    if is_main && tokenizer.path() != tokenizer_json {
         std::fs::copy(tokenizer.path(), &tokenizer_json)
             .map_err(TrainError::io(tokenizer.path()))?;
     }
     let (disc_cfg, gen_cfg) = model_configs(config, &tokenizer);
-    safetensors::write_atomic(&run_dir.join("config.toml"), config.to_toml()?.as_bytes())?;
+    if is_main {
+        safetensors::write_atomic(&run_dir.join("config.toml"), config.to_toml()?.as_bytes())?;
+    }
 
     let t = &config.train;
     tch::manual_seed(step_seed(t.seed, u64::MAX));
@@ -399,6 +487,27 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
         }
     };
     let mut optimizer = new_optimizer(&vs, t);
+    // Every rank starts from rank 0's weights; gradients are summed in name order.
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut buckets = match &coll {
+        Some(coll) => {
+            tch::no_grad(|| -> Result<()> {
+                for (_, tensor) in &named {
+                    coll.broadcast(tensor, 0)?;
+                }
+                Ok(())
+            })?;
+            let params: Vec<Tensor> = named.iter().map(|(_, t)| t.shallow_clone()).collect();
+            let kind = match config.dist.grad_reduce {
+                GradReduceKind::Fp32 => None,
+                GradReduceKind::Bf16 => Some(Kind::BFloat16),
+            };
+            Some(GradBuckets::new(&params, config.dist.bucket_mb << 20, kind))
+        }
+        None => None,
+    };
+    drop(named);
     let state_names: Vec<String> = optimizer
         .state_tensors()
         .into_iter()
@@ -428,11 +537,36 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
     let steps = t.steps();
     let tokenizer_sha256 = tokenizer.sha256().to_string();
     let state = resumed.as_ref().map(|r| &r.found.state);
-    let start = state.map_or(LoaderStart::default(), |s| LoaderStart {
-        batches_done: s.batches,
-        cursor: s.cursor,
-    });
-    let mut loader = Loader::resume(&config.data, tokenizer, t.seed, start)?;
+    let starts: Vec<LoaderStart> = match state {
+        None => vec![LoaderStart::default(); slices],
+        Some(s) if slices == 1 => vec![LoaderStart {
+            batches_done: s.batches,
+            cursor: s.cursor,
+        }],
+        Some(s) if s.slice_cursors.len() == slices => s
+            .slice_cursors
+            .iter()
+            .map(|&cursor| LoaderStart {
+                batches_done: s.batches,
+                cursor,
+            })
+            .collect(),
+        Some(s) => {
+            return Err(TrainError::Checkpoint {
+                path: resumed
+                    .as_ref()
+                    .map(|r| r.found.dir.clone())
+                    .unwrap_or_default(),
+                reason: format!(
+                    "holds {} slice cursors for dist.data_slices = {slices}",
+                    s.slice_cursors.len()
+                ),
+            })
+        }
+    };
+    let owned = owned_slices(slices, rank, world);
+    let mut loader = RankData::new(&config.data, &tokenizer, t.seed, slices, &owned, &starts)?;
+    drop(tokenizer);
     let data_files = stamp_files(loader.files());
     if let Some(state) = state {
         if state.data_files != data_files {
@@ -446,9 +580,14 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
         }
     }
     let metrics_path = run_dir.join("metrics.jsonl");
-    let mut metrics = match state {
-        Some(s) => MetricsWriter::resume(&metrics_path, s.step, s.window.steps > 0)?,
-        None => MetricsWriter::open(&metrics_path, false)?,
+    let mut metrics = match (is_main, state) {
+        (false, _) => None,
+        (true, Some(s)) => Some(MetricsWriter::resume(
+            &metrics_path,
+            s.step,
+            s.window.steps > 0,
+        )?),
+        (true, None) => Some(MetricsWriter::open(&metrics_path, false)?),
     };
     let first_step = state.map_or(0, |s| s.step);
     let flops_per_step = match &model {
@@ -472,7 +611,7 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
     }
 
     let writer = CheckpointWriter::new(run_dir, config.checkpoint.keep);
-    let bar = progress_bar(options.progress, steps);
+    let bar = progress_bar(options.progress && is_main, steps);
     if let Some(bar) = &bar {
         bar.set_position(first_step);
     }
@@ -482,15 +621,31 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
         Some(r) => Window::restore(device, &r.found.state.window, &r.tensors)?,
         None => Window::new(device),
     };
+    // The saved counts are the run's totals: rank 0 carries them, the others start at 0,
+    // and the ranks' reports add up to the totals.
+    if !is_main {
+        window.tokens = 0;
+    }
     let mut guard = Guard::new(device);
     if let Some(r) = &resumed {
         copy_tensor(&r.tensors, GUARD_TENSORS[0], &guard.skipped)?;
         copy_tensor(&r.tensors, GUARD_TENSORS[1], &guard.consecutive)?;
         copy_tensor(&r.tensors, GUARD_TENSORS[2], &guard.longest)?;
     }
-    let mut bad_records = state.map_or_else(BadRecordCounts::default, |s| s.bad_records.clone());
-    let mut tokens_total = state.map_or(0, |s| s.tokens);
-    let tokens_before = tokens_total;
+    let carried = |n: u64| if is_main { n } else { 0 };
+    let mut bad_records = match state {
+        Some(s) if is_main => s.bad_records.clone(),
+        _ => BadRecordCounts::default(),
+    };
+    let mut tokens_total = state.map_or(0, |s| carried(s.tokens));
+    let tokens_before = state.map_or(0, |s| s.tokens);
+    let mut combined = Combined {
+        tokens: tokens_before,
+        bad_records: bad_records.clone(),
+        ..Combined::default()
+    };
+    let uses_uniforms = config.model.sampler == electra_model::Sampler::InverseCdf;
+    let (gen_weight, disc_weight) = model.loss_weights(&forward_options);
     drop(resumed);
     let mut first = None;
     let mut last = None;
@@ -498,40 +653,40 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
     let mut interrupted = false;
     let mut done = first_step;
 
-    let checkpoint_state = |done: u64,
-                            cursor: DataCursor,
-                            tokens: u64,
-                            bad: &BadRecordCounts,
-                            skipped: u64,
-                            window: &Window|
-     -> TrainerState {
-        TrainerState {
-            format_version: checkpoint::FORMAT_VERSION,
-            step: done,
-            batches: done,
-            cursor,
-            tokens,
-            bad_records: bad.clone(),
-            skipped_steps: skipped,
-            elapsed_sec: elapsed_before + started.elapsed().as_secs_f64(),
-            window: window.state(),
-            seed: t.seed,
-            tokenizer_sha256: tokenizer_sha256.clone(),
-            data_files: data_files.clone(),
-            config_toml: config.to_toml().unwrap_or_default(),
-            tool_version: format!("electra {}", env!("CARGO_PKG_VERSION")),
-        }
-    };
+    let checkpoint_state =
+        |done: u64, combined: &Combined, skipped: u64, window: &Window| -> TrainerState {
+            let mut window_state = window.state();
+            window_state.tokens = combined.window_tokens;
+            TrainerState {
+                format_version: checkpoint::FORMAT_VERSION,
+                step: done,
+                batches: done,
+                cursor: combined.cursors.first().copied().unwrap_or_default(),
+                slice_cursors: if slices > 1 {
+                    combined.cursors.clone()
+                } else {
+                    Vec::new()
+                },
+                tokens: combined.tokens,
+                bad_records: combined.bad_records.clone(),
+                skipped_steps: skipped,
+                elapsed_sec: elapsed_before + started.elapsed().as_secs_f64(),
+                window: window_state,
+                seed: t.seed,
+                tokenizer_sha256: tokenizer_sha256.clone(),
+                data_files: data_files.clone(),
+                config_toml: config.to_toml().unwrap_or_default(),
+                tool_version: format!("electra {}", env!("CARGO_PKG_VERSION")),
+            }
+        };
     let save = |done: u64,
-                cursor: DataCursor,
-                tokens: u64,
-                bad: &BadRecordCounts,
+                combined: &Combined,
                 window: &Window,
                 guard: &Guard,
                 optimizer: &AdamW|
      -> Result<PathBuf> {
         let (skipped, _) = guard.read()?;
-        let state = checkpoint_state(done, cursor, tokens, bad, skipped, window);
+        let state = checkpoint_state(done, combined, skipped, window);
         let mut tensors = optimizer.state_tensors();
         tensors.extend(
             WINDOW_TENSORS
@@ -549,7 +704,11 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
 
     for step in first_step..steps {
         let waited = Instant::now();
-        let batch = match loader.next() {
+        let RankBatch {
+            batch,
+            global_rows,
+            cursors,
+        } = match loader.next_batch() {
             Some(batch) => batch?,
             None => {
                 return Err(TrainError::DataExhausted {
@@ -560,32 +719,81 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
         };
         window.data_wait += waited.elapsed();
         bad_records.add(&batch.bad_records);
-        let (epoch, cursor) = (batch.epoch, batch.cursor);
-        let device_batch = DeviceBatch::new(&batch, device);
+        let epoch = batch.epoch;
+        let device_batch = DeviceBatch::with_rows(&batch, &global_rows, device);
 
-        tch::manual_seed(step_seed(t.seed, step));
+        let seed = step_seed(t.seed, step);
+        tch::manual_seed(seed);
+        let uniforms = if uses_uniforms {
+            Some(device_batch.uniforms(seed)?)
+        } else {
+            None
+        };
         let lr = schedule.lr(step);
-        let output = model.forward_t(&device_batch.input(), &forward_options, true)?;
+        let output = model.forward_with(
+            &device_batch.input(),
+            &forward_options,
+            true,
+            uniforms.as_ref(),
+        )?;
+        // Data parallel: each rank's losses are its sums over the global batch's counts,
+        // so the ranks' gradients add up to the single-process gradient.
+        let (loss, gen_loss, disc_loss) = match &coll {
+            None => (
+                output.loss.shallow_clone(),
+                output.gen_loss.shallow_clone(),
+                output.disc_loss.shallow_clone(),
+            ),
+            Some(coll) => {
+                let local = Tensor::from_slice(&[
+                    batch.masked_positions.len() as f32,
+                    batch.real_tokens as f32,
+                ])
+                .to_device(device);
+                let global = local.copy();
+                coll.all_reduce_sum(&global)?;
+                let scale = (local / global).detach();
+                let gen_loss = &output.gen_loss * scale.get(0);
+                let disc_loss = &output.disc_loss * scale.get(1);
+                let loss = &gen_loss * gen_weight + &disc_loss * disc_weight;
+                (loss, gen_loss, disc_loss)
+            }
+        };
         optimizer.zero_grad();
-        output.loss.backward();
+        loss.backward();
+        if let (Some(coll), Some(buckets)) = (&coll, &mut buckets) {
+            buckets.reduce(coll.as_ref())?;
+        }
         let grad_norm = optimizer.clip_grad_norm(t.clip_grad_norm);
-        let ok = output.loss.isfinite().logical_and(&grad_norm.isfinite());
+        // [loss, gen_loss, disc_loss, stats...], summed over ranks.
+        let summary = tch::no_grad(|| {
+            Tensor::cat(
+                &[
+                    Tensor::stack(
+                        &[
+                            loss.detach().to_kind(Kind::Float),
+                            gen_loss.detach().to_kind(Kind::Float),
+                            disc_loss.detach().to_kind(Kind::Float),
+                        ],
+                        0,
+                    ),
+                    output.stats.detach().to_kind(Kind::Float),
+                ],
+                0,
+            )
+        });
+        if let Some(coll) = &coll {
+            coll.all_reduce_sum(&summary)?;
+        }
+        let ok = summary.get(0).isfinite().logical_and(&grad_norm.isfinite());
         optimizer.step_if(lr, &ok);
         guard.record(&ok);
 
         tch::no_grad(|| {
-            let losses = Tensor::stack(
-                &[
-                    output.loss.detach().to_kind(Kind::Float),
-                    output.gen_loss.detach().to_kind(Kind::Float),
-                    output.disc_loss.detach().to_kind(Kind::Float),
-                ],
-                0,
-            );
             let keep = |x: Tensor| x.where_self(&ok, &x.zeros_like());
-            window.losses += keep(losses);
+            window.losses += keep(summary.narrow(0, 0, 3));
             window.grad_norm += keep(grad_norm.to_kind(Kind::Float));
-            window.stats += keep(output.stats.detach().to_kind(Kind::Float));
+            window.stats += keep(summary.narrow(0, 3, STATS_LEN as i64));
             window.good += ok.to_kind(Kind::Float);
         });
         window.steps += 1;
@@ -602,27 +810,65 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
                 });
             }
         }
-        let stop = options
+        let every = config.checkpoint.every_steps;
+        let regular_row = done % t.log_every == 0;
+        let scheduled = (every > 0 && done % every == 0) || done == steps;
+        let signalled = options
             .stop
             .as_ref()
             .is_some_and(|s| s.load(Ordering::SeqCst));
-        let every = config.checkpoint.every_steps;
-        let regular_row = done % t.log_every == 0;
-        let checkpoint_now = (every > 0 && done % every == 0) || done == steps || stop;
-        let mut write_row = |window: &mut Window| -> Result<()> {
+        // The ranks' counters and cursors meet at logging and checkpoint steps, where a
+        // signal to any rank becomes a stop for all (a single process stops at once).
+        let exchange = regular_row || scheduled || (coll.is_none() && signalled);
+        let mut stop = coll.is_none() && signalled;
+        if exchange {
+            let mut report = RankReport {
+                tokens: tokens_total,
+                window_tokens: window.tokens,
+                bad_records: bad_records.clone(),
+                stop: signalled,
+                cursors: cursors.clone(),
+            };
+            combined = match &coll {
+                None => combine(std::slice::from_ref(&report), slices)?,
+                Some(coll) => {
+                    let bytes = serde_json::to_vec(&report).map_err(|e| TrainError::Dist {
+                        reason: format!("encoding this rank's report: {e}"),
+                    })?;
+                    let reports = coll
+                        .all_gather_bytes(&bytes)?
+                        .iter()
+                        .enumerate()
+                        .map(|(r, b)| {
+                            serde_json::from_slice::<RankReport>(b).map_err(|e| TrainError::Dist {
+                                reason: format!("rank {r}'s report: {e}"),
+                            })
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    report.stop = false;
+                    combine(&reports, slices)?
+                }
+            };
+            stop |= combined.stop;
+        }
+        let checkpoint_now = scheduled || stop;
+        let mut write_row = |window: &mut Window, combined: &Combined| -> Result<()> {
             let (skipped, _) = guard.read()?;
             let row = close_window(
                 window,
+                combined.window_tokens,
                 done,
                 epoch,
                 lr,
-                tokens_total,
+                combined.tokens,
                 elapsed_before + started.elapsed().as_secs_f64(),
-                &bad_records,
+                &combined.bad_records,
                 skipped,
             )?;
-            metrics.write(&row)?;
-            report(&bar, &row);
+            if let Some(metrics) = &mut metrics {
+                metrics.write(&row)?;
+                report(&bar, &row);
+            }
             first.get_or_insert_with(|| row.clone());
             last = Some(row);
             *window = Window::new(device);
@@ -633,22 +879,15 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
         // comes after it: the checkpoint keeps the window open, and a resumed run drops
         // that row and closes the window where an uninterrupted run would.
         if regular_row {
-            write_row(&mut window)?;
+            write_row(&mut window, &combined)?;
+            combined.window_tokens = 0;
         }
-        if checkpoint_now {
-            let dir = save(
-                done,
-                cursor,
-                tokens_total,
-                &bad_records,
-                &window,
-                &guard,
-                &optimizer,
-            )?;
+        if checkpoint_now && is_main {
+            let dir = save(done, &combined, &window, &guard, &optimizer)?;
             last_checkpoint = Some((done, dir));
         }
         if !regular_row && (done == steps || stop) {
-            write_row(&mut window)?;
+            write_row(&mut window, &combined)?;
         }
         if let Some(bar) = &bar {
             bar.inc(1);
@@ -666,7 +905,7 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
     let (skipped_steps, _) = guard.read()?;
 
     let final_dir = run_dir.join("final");
-    if !interrupted {
+    if !interrupted && is_main {
         write_hf_folders(
             &final_dir,
             &model.hf_folders(),
@@ -674,16 +913,20 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
             Layout::Final,
         )?;
     }
-    let trained = tokens_total - tokens_before;
+    if let Some(coll) = &coll {
+        // Every rank returns once rank 0's files are written.
+        coll.barrier()?;
+    }
+    let trained = combined.tokens.saturating_sub(tokens_before);
     Ok(RunSummary {
         steps: done,
-        tokens: tokens_total,
+        tokens: combined.tokens,
         seconds,
         tokens_per_sec: trained as f64 / seconds.max(1e-9),
         device: format!("{device:?}"),
         first,
         last,
-        bad_records,
+        bad_records: combined.bad_records,
         final_dir,
         interrupted,
         checkpoint: last_checkpoint.map(|(_, dir)| dir),
@@ -705,6 +948,7 @@ fn count_params(vs: &nn::VarStore, prefix: &str) -> i64 {
 #[allow(clippy::too_many_arguments)]
 fn close_window(
     window: &mut Window,
+    window_tokens: u64,
     step: u64,
     epoch: u64,
     lr: f64,
@@ -740,7 +984,7 @@ fn close_window(
         disc_baseline_acc: 1.0 - stats.replaced_frac(),
         grad_norm: grad_norm / n,
         lr,
-        tokens_per_sec: window.tokens as f64 / wall,
+        tokens_per_sec: window_tokens as f64 / wall,
         data_wait_frac: window.data_wait.as_secs_f64() / wall,
         tokens,
         elapsed_sec,

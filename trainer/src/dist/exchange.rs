@@ -181,7 +181,9 @@ impl Exchange {
         }
         let current = self.current.borrow_mut().take();
         if let Some((key, chunks)) = self.previous.replace(current) {
-            let keys = (0..chunks).map(|i| format!("{key}/{i}")).chain([key.clone()]);
+            let keys = (0..chunks)
+                .map(|i| format!("{key}/{i}"))
+                .chain([key.clone()]);
             for k in keys {
                 self.store.delete(&k).map_err(|e| {
                     self.fail(format!(
