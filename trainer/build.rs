@@ -21,6 +21,7 @@ fn main() {
         "dist_common.h",
         "dist_store.cpp",
         "dist_nccl.cpp",
+        "device.cpp",
     ] {
         println!("cargo:rerun-if-changed=csrc/{file}");
     }
@@ -41,7 +42,7 @@ fn main() {
     ];
     build_shim(
         "electra_dist_store",
-        &["csrc/dist_store.cpp"],
+        &["csrc/dist_store.cpp", "csrc/device.cpp"],
         &torch_include,
         &[],
     );

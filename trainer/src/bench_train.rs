@@ -19,12 +19,15 @@ use tch::{nn, Device};
 
 use crate::bench::peak_rss_bytes;
 use crate::config::RunConfig;
+use crate::device::cuda_peak_allocated;
 use crate::error::{Result, TrainError};
 use crate::flops::step_flops;
 use crate::objective::Pretrainer;
 use crate::schedule::LinearSchedule;
 use crate::tokenizer::load_tokenizer;
-use crate::train::{forward_options, model_configs, new_optimizer, step_seed, DeviceBatch};
+use crate::train::{
+    autocast, forward_options, model_configs, new_optimizer, step_seed, DeviceBatch,
+};
 use electra_pipeline::Loader;
 
 /// What `bench train` measures.
@@ -43,6 +46,8 @@ pub struct TrainBenchOptions {
 pub struct TrainBench {
     /// `Cpu` or `Cuda(i)`.
     pub device: String,
+    /// `fp32` or `bf16` (autocast).
+    pub precision: String,
     /// libtorch's intra-op threads (CPU).
     pub torch_threads: i32,
     /// `electra` or `mlm`.
@@ -75,8 +80,8 @@ pub struct TrainBench {
     pub optimizer_ms: f64,
     /// Data wait over the step time, pass 2.
     pub data_wait_frac: f64,
-    /// Peak memory: the process's resident set on CPU, libtorch's peak allocated bytes on
-    /// CUDA (0 where unknown).
+    /// Peak memory: the process's resident set on CPU; on CUDA, the peak bytes libtorch's
+    /// allocator held during the timed steps.
     pub peak_memory_bytes: u64,
     /// Training FLOPs of one step (see `electra flops`).
     pub flops_per_step: f64,
@@ -162,7 +167,10 @@ pub fn bench_train(config: &RunConfig, options: TrainBenchOptions) -> Result<Tra
             phases.copy += lap(device, &mut clock);
         }
         tch::manual_seed(step_seed(t.seed, step_no));
-        let output = model.forward_t(&device_batch.input(), &forward, true)?;
+        let output = {
+            let _autocast = autocast(t.precision, device)?;
+            model.forward_t(&device_batch.input(), &forward, true)?
+        };
         if timed_phases {
             phases.forward += lap(device, &mut clock);
         }
@@ -186,6 +194,9 @@ pub fn bench_train(config: &RunConfig, options: TrainBenchOptions) -> Result<Tra
         run(false, &mut ignored)?;
     }
     sync(device);
+    if let Device::Cuda(i) = device {
+        cuda_peak_allocated(i, true)?;
+    }
     let steps = options.steps.max(1);
     let mut pass1 = Phases::default();
     let started = Instant::now();
@@ -203,11 +214,12 @@ pub fn bench_train(config: &RunConfig, options: TrainBenchOptions) -> Result<Tra
     let phased_ms =
         (pass2.wait + pass2.copy + pass2.forward + pass2.backward + pass2.optimizer).max(1e-9);
     let peak_memory_bytes = match device {
-        Device::Cpu => peak_rss_bytes(),
-        _ => 0,
+        Device::Cuda(i) => cuda_peak_allocated(i, false)?,
+        _ => peak_rss_bytes(),
     };
     Ok(TrainBench {
         device: format!("{device:?}"),
+        precision: format!("{:?}", t.precision).to_lowercase(),
         torch_threads: tch::get_num_threads(),
         objective: format!("{objective:?}").to_lowercase(),
         encoder_params,

@@ -257,6 +257,21 @@ pub struct TrainSection {
     /// A step whose loss or gradient norm is not finite makes no update and is counted;
     /// after this many such steps in a row the run stops with an error (default 10).
     pub max_bad_steps: u64,
+    /// Arithmetic of the forward pass (default `fp32`).
+    pub precision: Precision,
+}
+
+/// The forward pass's arithmetic.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// float32 throughout.
+    #[default]
+    Fp32,
+    /// bfloat16 autocast (matrix products and attention in bfloat16, losses, softmax and
+    /// LayerNorm in float32) with float32 master weights and optimizer state; no loss
+    /// scaling is needed (bfloat16 has float32's range).
+    Bf16,
 }
 
 impl Default for TrainSection {
@@ -275,6 +290,7 @@ impl Default for TrainSection {
             clip_grad_norm: DEFAULT_CLIP_GRAD_NORM,
             log_every: DEFAULT_LOG_EVERY,
             max_bad_steps: 10,
+            precision: Precision::Fp32,
         }
     }
 }

@@ -56,6 +56,9 @@ pub enum TrainError {
     /// reached, or the ranks disagree (the reason names the rank, key and address).
     #[error("distributed: {reason}")]
     Dist { reason: String },
+    /// A device facility (autocast, memory statistics) failed in libtorch.
+    #[error("device: {reason}")]
+    Device { reason: String },
 }
 
 impl TrainError {

@@ -31,6 +31,7 @@ pub mod bench;
 pub mod bench_train;
 pub mod checkpoint;
 pub mod config;
+pub mod device;
 pub mod dist;
 pub mod error;
 pub mod finetune;

@@ -97,6 +97,9 @@ struct BenchTrainArgs {
     /// Data loader worker threads (default: the config's).
     #[arg(long)]
     threads: Option<usize>,
+    /// Forward arithmetic; replaces train.precision.
+    #[arg(long, value_enum)]
+    precision: Option<electra_trainer::config::Precision>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -705,6 +708,9 @@ fn run_bench_train(args: BenchTrainArgs) -> anyhow::Result<()> {
     if let Some(threads) = args.threads {
         config.data.threads = threads;
     }
+    if let Some(precision) = args.precision {
+        config.train.precision = precision;
+    }
     config.validate()?;
     let options = electra_trainer::bench_train::TrainBenchOptions {
         device: args.device.resolve()?,
@@ -717,8 +723,9 @@ fn run_bench_train(args: BenchTrainArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "  {} {}: {:.2}M-parameter encoder ({:.2}M in all), batch {} x {}, {} torch threads",
+        "  {} {} {}: {:.2}M-parameter encoder ({:.2}M in all), batch {} x {}, {} torch threads",
         r.device,
+        r.precision,
         r.objective,
         r.encoder_params as f64 / 1e6,
         r.total_params as f64 / 1e6,

@@ -312,7 +312,10 @@ mod tests {
         let c = combine(&[a.clone(), b.clone()], 3).unwrap();
         assert_eq!((c.tokens, c.window_tokens, c.stop), (15, 5, true));
         assert_eq!(c.cursors, [cursor(0), cursor(1), cursor(2)]);
-        assert!(combine(std::slice::from_ref(&a), 3).is_err(), "slice 1 missing");
+        assert!(
+            combine(std::slice::from_ref(&a), 3).is_err(),
+            "slice 1 missing"
+        );
         assert!(combine(&[a.clone(), a, b], 3).is_err(), "slice twice");
     }
 }

@@ -19,7 +19,8 @@ use serde::Serialize;
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::checkpoint::{self, CheckpointWriter, FileStamp, Found, TrainerState, WindowState};
-use crate::config::{DistBackend, GradReduceKind, RunConfig, TrainSection};
+use crate::config::{DistBackend, GradReduceKind, Precision, RunConfig, TrainSection};
+use crate::device::Autocast;
 use crate::dist::{Backend, DistEnv, GradBuckets};
 use crate::error::{Result, TrainError};
 use crate::flops::step_flops;
@@ -134,6 +135,14 @@ pub(crate) fn new_optimizer(vs: &nn::VarStore, t: &TrainSection) -> AdamW {
             bias_correction: t.bias_correction,
         },
     )
+}
+
+/// A bfloat16 autocast region when `precision` asks for one.
+pub(crate) fn autocast(precision: Precision, device: Device) -> Result<Option<Autocast>> {
+    match precision {
+        Precision::Fp32 => Ok(None),
+        Precision::Bf16 => Autocast::bf16(device).map(Some),
+    }
 }
 
 /// The forward pass's options from `[model]`.
@@ -730,12 +739,15 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
             None
         };
         let lr = schedule.lr(step);
-        let output = model.forward_with(
-            &device_batch.input(),
-            &forward_options,
-            true,
-            uniforms.as_ref(),
-        )?;
+        let output = {
+            let _autocast = autocast(t.precision, device)?;
+            model.forward_with(
+                &device_batch.input(),
+                &forward_options,
+                true,
+                uniforms.as_ref(),
+            )?
+        };
         // Data parallel: each rank's losses are its sums over the global batch's counts,
         // so the ranks' gradients add up to the single-process gradient.
         let (loss, gen_loss, disc_loss) = match &coll {

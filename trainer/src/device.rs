@@ -1,0 +1,96 @@
+//! What tch does not expose about devices: bfloat16 autocast on CPU or CUDA (tch's
+//! `autocast` switches only CUDA's, in float16) and the CUDA caching allocator's peak
+//! memory. Through the C++ shim (`csrc/device.cpp`).
+
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_int, CStr};
+
+use tch::Device;
+
+use crate::error::{Result, TrainError};
+
+extern "C" {
+    fn electra_dist_free(message: *mut c_char);
+    fn electra_autocast(device_type: c_int, enabled: c_int) -> *mut c_char;
+    fn electra_cuda_peak_allocated(device: c_int, reset: c_int, out: *mut i64) -> *mut c_char;
+}
+
+/// The shim's error message, freed; `Ok` for a null pointer.
+fn check(what: &str, message: *mut c_char) -> Result<()> {
+    if message.is_null() {
+        return Ok(());
+    }
+    // SAFETY: a non-null result is a NUL-terminated string malloc'd by the shim, ours to
+    // free once.
+    let text = unsafe { CStr::from_ptr(message) }
+        .to_string_lossy()
+        .into_owned();
+    // SAFETY: as above; freed exactly once.
+    unsafe { electra_dist_free(message) };
+    Err(TrainError::Device {
+        reason: format!("{what}: {text}"),
+    })
+}
+
+/// Bfloat16 autocast on `device` while it lives (float32 weights stay float32; matrix
+/// products and attention run in bfloat16, reductions and losses in float32). Dropping it
+/// ends the region.
+#[derive(Debug)]
+pub struct Autocast {
+    device_type: c_int,
+}
+
+impl Autocast {
+    /// Starts a bfloat16 autocast region on `device`'s type.
+    pub fn bf16(device: Device) -> Result<Self> {
+        let device_type = match device {
+            Device::Cuda(_) => 1,
+            _ => 0,
+        };
+        // SAFETY: plain values in; the shim catches every C++ exception.
+        check("starting bfloat16 autocast", unsafe {
+            electra_autocast(device_type, 1)
+        })?;
+        Ok(Self { device_type })
+    }
+}
+
+impl Drop for Autocast {
+    fn drop(&mut self) {
+        // SAFETY: as in `bf16`.
+        let ended = check("ending autocast", unsafe {
+            electra_autocast(self.device_type, 0)
+        });
+        if let Err(e) = ended {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+/// Peak bytes libtorch's CUDA allocator held on GPU `index` since the last reset; `reset`
+/// starts a new peak after reading.
+pub fn cuda_peak_allocated(index: usize, reset: bool) -> Result<u64> {
+    let mut peak = 0i64;
+    // SAFETY: `peak` outlives the call; the shim catches every C++ exception.
+    check("reading CUDA memory statistics", unsafe {
+        electra_cuda_peak_allocated(index as c_int, c_int::from(reset), &mut peak)
+    })?;
+    Ok(peak.max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Kind, Tensor};
+
+    #[test]
+    fn bf16_autocast_runs_matrix_products_in_bfloat16_on_cpu_and_ends() {
+        let a = Tensor::ones([4, 4], (Kind::Float, Device::Cpu));
+        {
+            let _region = Autocast::bf16(Device::Cpu).unwrap();
+            assert_eq!(a.matmul(&a).kind(), Kind::BFloat16);
+        }
+        assert_eq!(a.matmul(&a).kind(), Kind::Float);
+    }
+}
