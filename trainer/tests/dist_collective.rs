@@ -3,6 +3,8 @@
 //! whose result is wrong), rank 0's report is checked here, and a rank that dies makes the
 //! others fail within the timeout.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::net::TcpListener;

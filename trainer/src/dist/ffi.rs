@@ -45,6 +45,7 @@ extern "C" {
     ) -> *mut c_char;
     fn electra_store_wait(store: *mut RawStore, key: *const c_char) -> *mut c_char;
     fn electra_store_delete(store: *mut RawStore, key: *const c_char) -> *mut c_char;
+    #[cfg(test)]
     fn electra_store_num_keys(store: *mut RawStore, out: *mut i64) -> *mut c_char;
     fn electra_bytes_data(bytes: *const RawBytes) -> *const u8;
     fn electra_bytes_len(bytes: *const RawBytes) -> usize;
@@ -151,6 +152,7 @@ impl Store {
     }
 
     /// Number of keys the server holds.
+    #[cfg(test)]
     pub(crate) fn num_keys(&self) -> Result<i64, String> {
         let mut out = 0;
         // SAFETY: live store; `out` is written by the shim.
