@@ -294,3 +294,26 @@ fn a_rank_that_cannot_reach_the_master_fails_naming_the_address() {
         "{err}"
     );
 }
+
+#[test]
+fn ranks_launched_with_different_world_sizes_are_told_so() {
+    let port = free_port();
+    let start = Instant::now();
+    let args = ["--size-mb", "1", "--timeout-seconds", "3"];
+    let children = vec![
+        spawn_rank(0, 2, port, &args, &[]),
+        spawn_rank(1, 3, port, &args, &[]),
+    ];
+    let outputs = wait_all(children, start, Duration::from_secs(3) + MARGIN * 3);
+    let all = describe(&outputs);
+    assert!(
+        outputs.iter().all(|(out, _)| !out.status.success()),
+        "{all}"
+    );
+    assert!(
+        text(&outputs[0].0.stderr).contains(
+            "rank 0 (world_size=2 backend=store) and rank 1 (world_size=3 backend=store) disagree"
+        ),
+        "{all}"
+    );
+}
