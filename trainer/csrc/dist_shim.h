@@ -31,6 +31,7 @@ char* electra_store_get(ElectraStore* store, const char* key, ElectraBytes** out
 // Waits (up to the store's timeout) for the key without reading it.
 char* electra_store_wait(ElectraStore* store, const char* key);
 char* electra_store_delete(ElectraStore* store, const char* key);
+char* electra_store_num_keys(ElectraStore* store, int64_t* out);
 
 const uint8_t* electra_bytes_data(const ElectraBytes* bytes);
 size_t electra_bytes_len(const ElectraBytes* bytes);

@@ -73,6 +73,11 @@ char* electra_store_delete(ElectraStore* store, const char* key) {
   return guard([&] { store->store->deleteKey(std::string(key)); });
 }
 
+char* electra_store_num_keys(ElectraStore* store, int64_t* out) {
+  *out = 0;
+  return guard([&] { *out = store->store->getNumKeys(); });
+}
+
 const uint8_t* electra_bytes_data(const ElectraBytes* bytes) { return bytes->data.data(); }
 
 size_t electra_bytes_len(const ElectraBytes* bytes) { return bytes->data.size(); }

@@ -3,6 +3,8 @@
 //! whose result is wrong), rank 0's report is checked here, and a rank that dies makes the
 //! others fail within the timeout.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::net::TcpListener;
@@ -290,5 +292,28 @@ fn a_rank_that_cannot_reach_the_master_fails_naming_the_address() {
             "rank 1: cannot reach rank 0's TCPStore at 127.0.0.1:{port} (MASTER_ADDR:MASTER_PORT)"
         )),
         "{err}"
+    );
+}
+
+#[test]
+fn ranks_launched_with_different_world_sizes_are_told_so() {
+    let port = free_port();
+    let start = Instant::now();
+    let args = ["--size-mb", "1", "--timeout-seconds", "3"];
+    let children = vec![
+        spawn_rank(0, 2, port, &args, &[]),
+        spawn_rank(1, 3, port, &args, &[]),
+    ];
+    let outputs = wait_all(children, start, Duration::from_secs(3) + MARGIN * 3);
+    let all = describe(&outputs);
+    assert!(
+        outputs.iter().all(|(out, _)| !out.status.success()),
+        "{all}"
+    );
+    assert!(
+        text(&outputs[0].0.stderr).contains(
+            "rank 0 (world_size=2 backend=store) and rank 1 (world_size=3 backend=store) disagree"
+        ),
+        "{all}"
     );
 }

@@ -229,7 +229,7 @@ fn check_grad_buckets(coll: &dyn Collective, device: Device, kind: Option<Kind>)
     let mut loss =
         (&params[0] * r1).f_sum(Kind::Float)? + (&params[4] * (3.0 * r1)).f_sum(Kind::Float)?;
     if rank != 0 {
-        loss = loss + (&params[1] * (2.0 * r1)).f_sum(Kind::Float)?;
+        loss += (&params[1] * (2.0 * r1)).f_sum(Kind::Float)?;
     }
     loss.f_backward()?;
     let mut buckets = GradBuckets::new(&params, 32, kind);
@@ -273,7 +273,7 @@ fn check_grad_buckets(coll: &dyn Collective, device: Device, kind: Option<Kind>)
         }
     };
     expect(0, Some(sum))?;
-    expect(1, (w > 1.0).then(|| 2.0 * (sum - 1.0)))?;
+    expect(1, (w > 1.0).then_some(2.0 * (sum - 1.0)))?;
     expect(2, None)?;
     expect(3, None)?;
     expect(4, Some(3.0 * sum))?;

@@ -55,7 +55,8 @@ impl GradBuckets {
     /// consecutive parameters of one device and reduce kind, closed once they reach
     /// `bucket_bytes` ([`DEFAULT_BUCKET_BYTES`] is DDP's). `reduce_kind` (e.g.
     /// `Kind::BFloat16`, halving the traffic of f32 grads) is the buffers' kind; `None`
-    /// keeps each grad's own kind. Buffers are allocated at the first reduce.
+    /// keeps each grad's own kind. Buffers are allocated at the first reduce, on the
+    /// parameters' devices: build this after moving the model.
     pub fn new(params: &[Tensor], bucket_bytes: usize, reduce_kind: Option<Kind>) -> Self {
         let params: Vec<Tensor> = params
             .iter()
@@ -128,23 +129,23 @@ fn reduce_bucket(bucket: &mut Bucket, params: &[Tensor], coll: &dyn Collective) 
             flat
         }
     };
-    let mut flags = Vec::with_capacity(bucket.members.len());
+    // Flags all 1, then 0 where this rank has no grad: no host-to-device copy.
+    let _ = flat.f_narrow(0, bucket.flags_offset, count)?.f_fill_(1.0)?;
     let mut grads = Vec::with_capacity(bucket.members.len());
-    for m in &bucket.members {
+    for (i, m) in bucket.members.iter().enumerate() {
         let grad = params[m.param].grad();
         let mut slot = flat.f_narrow(0, m.offset, m.numel)?;
         if grad.defined() {
             slot.f_copy_(&grad.f_reshape([-1])?)?;
-            flags.push(1f32);
             grads.push(Some(grad));
         } else {
             let _ = slot.f_zero_()?;
-            flags.push(0f32);
+            let _ = flat
+                .f_narrow(0, bucket.flags_offset + i as i64, 1)?
+                .f_zero_()?;
             grads.push(None);
         }
     }
-    flat.f_narrow(0, bucket.flags_offset, count)?
-        .f_copy_(&Tensor::from_slice(&flags))?;
 
     coll.all_reduce_sum(&flat)?;
 

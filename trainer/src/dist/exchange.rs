@@ -249,3 +249,41 @@ impl Drop for Exchange {
 pub(crate) fn dist(reason: String) -> TrainError {
     TrainError::Dist { reason }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finished_round_leaves_only_its_own_chunked_keys_in_the_store() {
+        let ex =
+            Exchange::connect(&DistEnv::single(), Duration::from_secs(10), "t", "store").unwrap();
+        let value: Vec<u8> = (0..(2 * CHUNK_BYTES + 5))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let mut counts = Vec::new();
+        for round in 0..6 {
+            let all = ex.all_gather(&value[..value.len() - round]).unwrap();
+            assert_eq!(all, vec![value[..value.len() - round].to_vec()]);
+            counts.push(ex.store.num_keys().unwrap());
+        }
+        // After a round only its own keys remain (a count and its chunks): 3 chunks, then
+        // 2 for the last value, exactly two chunks long.
+        assert_eq!(counts, [4, 4, 4, 4, 4, 3]);
+        ex.barrier().unwrap();
+        assert_eq!(ex.all_gather(&[]).unwrap(), vec![Vec::<u8>::new()]);
+    }
+
+    #[test]
+    fn port_zero_needs_world_size_one() {
+        let env = DistEnv {
+            world_size: 2,
+            ..DistEnv::single()
+        };
+        let err = Exchange::connect(&env, Duration::from_secs(1), "t", "store")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("MASTER_PORT 0"), "{err}");
+    }
+}

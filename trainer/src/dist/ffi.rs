@@ -45,6 +45,8 @@ extern "C" {
     ) -> *mut c_char;
     fn electra_store_wait(store: *mut RawStore, key: *const c_char) -> *mut c_char;
     fn electra_store_delete(store: *mut RawStore, key: *const c_char) -> *mut c_char;
+    #[cfg(test)]
+    fn electra_store_num_keys(store: *mut RawStore, out: *mut i64) -> *mut c_char;
     fn electra_bytes_data(bytes: *const RawBytes) -> *const u8;
     fn electra_bytes_len(bytes: *const RawBytes) -> usize;
     fn electra_bytes_free(bytes: *mut RawBytes);
@@ -147,6 +149,15 @@ impl Store {
         let key = c_string(key)?;
         // SAFETY: live store, valid key.
         check(unsafe { electra_store_delete(self.raw.as_ptr(), key.as_ptr()) })
+    }
+
+    /// Number of keys the server holds.
+    #[cfg(test)]
+    pub(crate) fn num_keys(&self) -> Result<i64, String> {
+        let mut out = 0;
+        // SAFETY: live store; `out` is written by the shim.
+        check(unsafe { electra_store_num_keys(self.raw.as_ptr(), &mut out) })?;
+        Ok(out)
     }
 }
 

@@ -128,7 +128,7 @@ pub fn connect(
     match backend {
         Backend::Nccl => connect_nccl(env, device, timeout),
         _ => {
-            let exchange = Exchange::connect(env, timeout, "store", "store")?;
+            let exchange = Exchange::connect(env, timeout, "coll", "store")?;
             tracing::info!(
                 rank = env.rank,
                 world_size = env.world_size,
@@ -148,7 +148,7 @@ fn connect_nccl(env: &DistEnv, device: Device, timeout: Duration) -> Result<Box<
             env.rank
         )));
     };
-    let exchange = Exchange::connect(env, timeout, "aux", "nccl")?;
+    let exchange = Exchange::connect(env, timeout, "coll", "nccl")?;
     let coll = nccl::NcclCollective::new(exchange, index, timeout)?;
     tracing::info!(
         rank = env.rank,
