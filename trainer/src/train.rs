@@ -420,7 +420,7 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
     // Rank 0 writes the run folder: config, metrics, checkpoints, final weights.
     let is_main = rank == 0;
     let device = match (&dist_env, options.device.resolve()?) {
-        (Some(env), Device::Cuda(_)) => Device::Cuda(env.local_rank),
+        (Some(env), Device::Cuda(_)) => env.cuda_device(),
         (_, device) => device,
     };
     let slices = config.dist.data_slices;

@@ -447,3 +447,89 @@ fn bench_pipeline_reports_each_stage_and_the_tokenizer_limit_as_json() {
         .iter()
         .all(|s| s["tokens_per_sec"].as_f64().unwrap() > 0.0));
 }
+
+#[test]
+fn bench_train_reports_the_step_breakdown_and_bf16_trains_like_fp32() {
+    let bench = |precision: &str| -> serde_json::Value {
+        let out = ok(&electra(&[
+            "bench",
+            "train",
+            "--config",
+            "configs/tiny.toml",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "4",
+            "--seq-len",
+            "32",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--precision",
+            precision,
+            "--json",
+        ]));
+        serde_json::from_str(out.trim()).unwrap()
+    };
+    for precision in ["fp32", "bf16"] {
+        let v = bench(precision);
+        assert_eq!(v["precision"], precision);
+        assert_eq!(
+            (v["batch_size"].as_u64(), v["seq_len"].as_u64()),
+            (Some(4), Some(32))
+        );
+        for key in [
+            "tokens_per_sec",
+            "step_ms",
+            "forward_ms",
+            "backward_ms",
+            "optimizer_ms",
+            "peak_memory_bytes",
+            "flops_per_step",
+        ] {
+            assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {v}");
+        }
+        // Every step is 4 x 32 positions.
+        let (step, rate) = (
+            v["step_ms"].as_f64().unwrap(),
+            v["tokens_per_sec"].as_f64().unwrap(),
+        );
+        assert!((rate - 128.0 / (step / 1e3)).abs() <= 1e-6 * rate, "{v}");
+    }
+    // The first step's loss under bfloat16 autocast is the float32 loss within rounding.
+    let dir = tempfile::tempdir().unwrap();
+    let first_loss = |precision: &str| -> f64 {
+        let run = dir.path().join(precision);
+        ok(&electra(&[
+            "pretrain",
+            "--config",
+            "configs/tiny.toml",
+            "--data",
+            "data/corpus/moby_dick.txt.zst",
+            "--run-dir",
+            s(&run),
+            "--device",
+            "cpu",
+            "--max-steps",
+            "2",
+            "--set",
+            "data.batch_size=4",
+            "--set",
+            "data.max_seq_len=32",
+            "--set",
+            "train.log_every=1",
+            "--set",
+            &format!("train.precision=\"{precision}\""),
+        ]));
+        let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        let row: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        row["loss"].as_f64().unwrap()
+    };
+    let (fp32, bf16) = (first_loss("fp32"), first_loss("bf16"));
+    assert!(bf16.is_finite());
+    assert!(
+        (bf16 - fp32).abs() < 0.03 * fp32,
+        "bf16 loss {bf16} vs fp32 {fp32}"
+    );
+}
