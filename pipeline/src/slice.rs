@@ -5,15 +5,17 @@
 //! A run fixes the number of slices S (part of the experiment, like the seed). Slice s is
 //! read by a loader whose `batch_size` is the global batch divided by S; concatenating the
 //! slices' batches in slice order gives the global batch, and rank r of W owns slices r,
-//! r + W, r + 2W, ... So the global batch is the same examples in the same order for any W
-//! that divides S, and a run can resume on another number of ranks.
+//! r + W, r + 2W, ... So the global batch is the same examples in the same order for any
+//! W up to S (ranks hold unequal shares when W does not divide S; the trainer weighs each
+//! rank's loss by the global counts), and a run can resume on another number of ranks.
 //!
 //! How the stream is dealt:
 //!
 //! - **Raw files**: document p of the epoch (its ordinal in the epoch's stream) belongs to
 //!   slice `p % S`. Every slice's reader parses all the files (reading is cheap), but only
 //!   its own documents go to the tokenizer workers, so tokenizing, packing and masking are
-//!   divided by S.
+//!   divided by S. Decoding is not: a process reading k slices decodes the files k times,
+//!   which matters only for large k; at scale, train from shards.
 //! - **Shards**: the epoch's stream (shards in the epoch's permutation, one after another)
 //!   is cut into blocks of `shuffle_window` documents, as the shuffle cuts it, and block b
 //!   belongs to slice `b % S`. Whole blocks, not single documents, because a block is
