@@ -21,12 +21,11 @@ use crate::bench::peak_rss_bytes;
 use crate::config::RunConfig;
 use crate::device::cuda_peak_allocated;
 use crate::error::{Result, TrainError};
-use crate::flops::step_flops;
 use crate::objective::Pretrainer;
 use crate::schedule::LinearSchedule;
 use crate::tokenizer::load_tokenizer;
 use crate::train::{
-    autocast, forward_options, model_configs, new_optimizer, step_seed, DeviceBatch,
+    autocast, count_params, forward_options, model_configs, new_optimizer, step_seed, DeviceBatch,
 };
 use electra_pipeline::Loader;
 
@@ -124,21 +123,9 @@ pub fn bench_train(config: &RunConfig, options: TrainBenchOptions) -> Result<Tra
         warmup_steps: t.warmup_steps,
         total_steps: t.total_steps,
     };
-    let flops_per_step = match &model {
-        Pretrainer::Electra(m) => {
-            step_flops(&config, m.discriminator_config(), m.generator_config()).total
-        }
-        Pretrainer::Mlm(m) => step_flops(&config, m.config(), m.config()).total,
-    };
-    let params = |prefix: &str| -> i64 {
-        vs.variables()
-            .iter()
-            .filter(|(n, _)| n.starts_with(prefix))
-            .map(|(_, t)| t.numel() as i64)
-            .sum()
-    };
-    let total_params = params("");
-    let encoder_params = total_params - params("generator.");
+    let flops_per_step = model.step_flops(&config);
+    let total_params = count_params(&vs, "");
+    let encoder_params = total_params - count_params(&vs, "generator.");
     let mut loader = Loader::new(&config.data, tokenizer, t.seed)?;
     let (batch_size, seq_len) = (config.data.batch_size, config.data.max_seq_len);
 

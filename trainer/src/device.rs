@@ -4,31 +4,20 @@
 
 #![allow(unsafe_code)]
 
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::{c_char, c_int};
 
 use tch::Device;
 
 use crate::error::{Result, TrainError};
 
 extern "C" {
-    fn electra_dist_free(message: *mut c_char);
     fn electra_autocast(device_type: c_int, enabled: c_int) -> *mut c_char;
     fn electra_cuda_peak_allocated(device: c_int, reset: c_int, out: *mut i64) -> *mut c_char;
 }
 
-/// The shim's error message, freed; `Ok` for a null pointer.
+/// The shim's error message as an error saying what failed.
 fn check(what: &str, message: *mut c_char) -> Result<()> {
-    if message.is_null() {
-        return Ok(());
-    }
-    // SAFETY: a non-null result is a NUL-terminated string malloc'd by the shim, ours to
-    // free once.
-    let text = unsafe { CStr::from_ptr(message) }
-        .to_string_lossy()
-        .into_owned();
-    // SAFETY: as above; freed exactly once.
-    unsafe { electra_dist_free(message) };
-    Err(TrainError::Device {
+    crate::dist::ffi::check(message).map_err(|text| TrainError::Device {
         reason: format!("{what}: {text}"),
     })
 }

@@ -14,6 +14,7 @@ use tch::{nn, Tensor};
 
 use crate::config::{Objective, RunConfig};
 use crate::error::{Result, TrainError};
+use crate::flops::step_flops;
 
 /// `architectures` of a masked-LM folder.
 pub const MLM_ARCHITECTURE: &str = "ElectraForMaskedLM";
@@ -134,6 +135,16 @@ impl Pretrainer {
             Self::Electra(m) => m.forward_with(input, options, train, uniforms)?,
             Self::Mlm(m) => m.forward_t(input, train)?,
         })
+    }
+
+    /// Training FLOPs of one step of `config` with this model (see [`crate::flops`]).
+    pub fn step_flops(&self, config: &RunConfig) -> f64 {
+        match self {
+            Self::Electra(m) => {
+                step_flops(config, m.discriminator_config(), m.generator_config()).total
+            }
+            Self::Mlm(m) => step_flops(config, m.config(), m.config()).total,
+        }
     }
 
     /// `(generator, discriminator)` weights of the total loss: the options' for ELECTRA,

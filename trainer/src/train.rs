@@ -23,7 +23,6 @@ use crate::config::{DistBackend, GradReduceKind, Precision, RunConfig, TrainSect
 use crate::device::Autocast;
 use crate::dist::{Backend, DistEnv, GradBuckets};
 use crate::error::{Result, TrainError};
-use crate::flops::step_flops;
 use crate::metrics::{MetricsRow, MetricsWriter};
 use crate::objective::{write_hf_folders, Layout, Pretrainer};
 use crate::optim::{AdamW, AdamWConfig};
@@ -172,64 +171,19 @@ pub(crate) struct DeviceBatch {
     attention_mask: Tensor,
     masked_positions: Tensor,
     masked_labels: Tensor,
-    /// `[m]` Int64: each masked position's place in the global batch,
-    /// `global row << 16 | position`, the key of its sampling noise.
-    sample_keys: Tensor,
 }
 
 impl DeviceBatch {
-    /// The batch's rows are rows `0..B` of the global batch.
     pub(crate) fn new(batch: &Batch, device: Device) -> Self {
-        let rows: Vec<i64> = (0..batch.batch_size as i64).collect();
-        Self::with_rows(batch, &rows, device)
-    }
-
-    /// `global_rows[r]`: row `r`'s index in the global batch.
-    pub(crate) fn with_rows(batch: &Batch, global_rows: &[i64], device: Device) -> Self {
         let shape = [batch.batch_size as i64, batch.seq_len as i64];
-        // To a GPU through pinned host memory, without waiting for the copy: the host
-        // returns to the pipeline while the device works (the caching host allocator keeps
-        // each staging buffer until its copy is done).
-        let to = |v: &[i64], shape: &[i64]| {
-            let host = Tensor::from_slice(v).view(shape);
-            match device {
-                Device::Cuda(_) => {
-                    host.pin_memory(device)
-                        .to_device_(device, Kind::Int64, true, false)
-                }
-                _ => host,
-            }
-        };
-        let seq = batch.seq_len.max(1) as i64;
-        let keys: Vec<i64> = batch
-            .masked_positions
-            .iter()
-            .map(|&p| {
-                let row = global_rows
-                    .get((p / seq) as usize)
-                    .copied()
-                    .unwrap_or(p / seq);
-                (row << 16) | (p % seq)
-            })
-            .collect();
+        let to = |v: &[i64], shape: &[i64]| upload(v, shape, device);
         Self {
             input_ids: to(&batch.input_ids, &shape),
             segment_ids: to(&batch.segment_ids, &shape),
             attention_mask: to(&batch.attention_mask, &shape),
             masked_positions: to(&batch.masked_positions, &[-1]),
             masked_labels: to(&batch.masked_labels, &[-1]),
-            sample_keys: to(&keys, &[-1]),
         }
-    }
-
-    /// The inverse-CDF sampler's uniform numbers for step seed `seed`: a function of each
-    /// masked position's place in the global batch, so every rank of a data-parallel run
-    /// draws the replacement a single process would.
-    pub(crate) fn uniforms(&self, seed: i64) -> Result<Tensor> {
-        Ok(electra_model::sampling::hashed_uniforms(
-            seed as u64,
-            &self.sample_keys,
-        )?)
     }
 
     pub(crate) fn input(&self) -> ElectraInput<'_> {
@@ -241,6 +195,46 @@ impl DeviceBatch {
             masked_labels: &self.masked_labels,
         }
     }
+}
+
+/// `v` as a `shape` Int64 tensor on `device`. To a GPU through pinned host memory, without
+/// waiting for the copy: the host returns to the pipeline while the device works (the
+/// caching host allocator keeps each staging buffer until its copy is done).
+fn upload(v: &[i64], shape: &[i64], device: Device) -> Tensor {
+    let host = Tensor::from_slice(v).view(shape);
+    match device {
+        Device::Cuda(_) => host
+            .pin_memory(device)
+            .to_device_(device, Kind::Int64, true, false),
+        _ => host,
+    }
+}
+
+/// The inverse-CDF sampler's uniform numbers for step seed `seed`: a hash of each masked
+/// position's place in the global batch (`global_rows[r]` is row `r`'s index there), so
+/// every rank of a data-parallel run draws the replacement a single process would.
+fn sample_uniforms(
+    batch: &Batch,
+    global_rows: &[i64],
+    seed: i64,
+    device: Device,
+) -> Result<Tensor> {
+    let seq = batch.seq_len.max(1) as i64;
+    let keys: Vec<i64> = batch
+        .masked_positions
+        .iter()
+        .map(|&p| {
+            let row = global_rows
+                .get((p / seq) as usize)
+                .copied()
+                .unwrap_or(p / seq);
+            (row << 16) | (p % seq)
+        })
+        .collect();
+    Ok(electra_model::sampling::hashed_uniforms(
+        seed as u64,
+        &upload(&keys, &[-1], device),
+    )?)
 }
 
 /// Sums over a logging window, kept on the device until the row is written. Steps whose
@@ -599,12 +593,7 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
         (true, None) => Some(MetricsWriter::open(&metrics_path, false)?),
     };
     let first_step = state.map_or(0, |s| s.step);
-    let flops_per_step = match &model {
-        Pretrainer::Electra(m) => {
-            step_flops(config, m.discriminator_config(), m.generator_config()).total
-        }
-        Pretrainer::Mlm(m) => step_flops(config, m.config(), m.config()).total,
-    };
+    let flops_per_step = model.step_flops(config);
     tracing::info!(
         device = ?device,
         steps,
@@ -729,12 +718,12 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
         window.data_wait += waited.elapsed();
         bad_records.add(&batch.bad_records);
         let epoch = batch.epoch;
-        let device_batch = DeviceBatch::with_rows(&batch, &global_rows, device);
+        let device_batch = DeviceBatch::new(&batch, device);
 
         let seed = step_seed(t.seed, step);
         tch::manual_seed(seed);
         let uniforms = if uses_uniforms {
-            Some(device_batch.uniforms(seed)?)
+            Some(sample_uniforms(&batch, &global_rows, seed, device)?)
         } else {
             None
         };
@@ -834,7 +823,7 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
         let exchange = regular_row || scheduled || (coll.is_none() && signalled);
         let mut stop = coll.is_none() && signalled;
         if exchange {
-            let mut report = RankReport {
+            let report = RankReport {
                 tokens: tokens_total,
                 window_tokens: window.tokens,
                 bad_records: bad_records.clone(),
@@ -857,7 +846,6 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
                             })
                         })
                         .collect::<Result<Vec<_>>>()?;
-                    report.stop = false;
                     combine(&reports, slices)?
                 }
             };
@@ -949,7 +937,7 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
 }
 
 /// Parameters whose VarStore name starts with `prefix`.
-fn count_params(vs: &nn::VarStore, prefix: &str) -> i64 {
+pub(crate) fn count_params(vs: &nn::VarStore, prefix: &str) -> i64 {
     vs.variables()
         .iter()
         .filter(|(name, _)| name.starts_with(prefix))

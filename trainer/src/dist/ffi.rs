@@ -54,7 +54,7 @@ extern "C" {
 }
 
 /// The shim's error message, freed; `Ok` for a null pointer.
-fn check(message: *mut c_char) -> Result<(), String> {
+pub(crate) fn check(message: *mut c_char) -> Result<(), String> {
     if message.is_null() {
         return Ok(());
     }

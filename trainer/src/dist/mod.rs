@@ -32,7 +32,7 @@ pub mod bench;
 mod buckets;
 mod env;
 mod exchange;
-mod ffi;
+pub(crate) mod ffi;
 #[cfg(electra_nccl)]
 mod nccl;
 mod store;
