@@ -1,13 +1,14 @@
 //! Multi-head self-attention: [`SelfAttention`] (`attention.self`), [`AttentionOutput`]
 //! (`attention.output`) and the two together, [`Attention`].
 
-use tch::{nn, Tensor};
+use tch::{nn, Device, Tensor};
 
 use crate::config::ElectraConfig;
+use crate::dropout::{dropout, math_attention};
 use crate::layers::{linear, push_linear, LayerNorm};
 
 /// `attention.self`: the `query`, `key` and `value` projections and fused scaled dot-product
-/// attention (`Tensor::scaled_dot_product_attention`).
+/// attention (`Tensor::scaled_dot_product_attention`; in CPU training, [`math_attention`]).
 #[derive(Debug)]
 pub struct SelfAttention {
     query: nn::Linear,
@@ -43,26 +44,39 @@ impl SelfAttention {
     pub fn forward_t(&self, hidden: &Tensor, key_mask: &Tensor, train: bool) -> Tensor {
         let size = hidden.size();
         let (batch, seq) = (size[0], size[1]);
-        let heads = |projection: &nn::Linear| {
-            // [b, t, H] -> [b, t, h, d] -> [b, h, t, d]
-            hidden
-                .apply(projection)
-                .view([batch, seq, self.num_heads, self.head_dim])
-                .transpose(1, 2)
+        // The three projections as one product, [b, t, H] -> [b, t, 3H]: the input is read
+        // once, and backward sums the three input gradients inside one product.
+        let weight = Tensor::cat(&[&self.query.ws, &self.key.ws, &self.value.ws], 0);
+        let bias = match (&self.query.bs, &self.key.bs, &self.value.bs) {
+            (Some(q), Some(k), Some(v)) => Some(Tensor::cat(&[q, k, v], 0)),
+            _ => None,
         };
-        let (query, key, value) = (heads(&self.query), heads(&self.key), heads(&self.value));
-        let dropout = if train { self.dropout } else { 0.0 };
+        // [b, t, 3H] -> [b, t, 3, h, d] -> [3, b, h, t, d]
+        let qkv = hidden
+            .linear(&weight, bias.as_ref())
+            .view([batch, seq, 3, self.num_heads, self.head_dim])
+            .permute([2, 0, 3, 1, 4]);
+        // unbind, not three selects: its backward stacks the three gradients in one op.
+        let parts = qkv.unbind(0);
+        let (query, key, value) = (&parts[0], &parts[1], &parts[2]);
         // [b, h, t, d]; the mask [b, 1, 1, t] broadcasts over heads and queries.
-        let context = Tensor::scaled_dot_product_attention(
-            &query,
-            &key,
-            &value,
-            Some(key_mask),
-            dropout,
-            false,
-            None,
-            false,
-        );
+        let context = if train && self.dropout > 0.0 && hidden.device() == Device::Cpu {
+            // libtorch's CPU fused kernel has no dropout; its math path samples the mask
+            // serially. See `crate::dropout`.
+            math_attention(query, key, value, key_mask, self.dropout)
+        } else {
+            let dropout = if train { self.dropout } else { 0.0 };
+            Tensor::scaled_dot_product_attention(
+                query,
+                key,
+                value,
+                Some(key_mask),
+                dropout,
+                false,
+                None,
+                false,
+            )
+        };
         // [b, h, t, d] -> [b, t, h, d] -> [b, t, H]
         context
             .transpose(1, 2)
@@ -99,7 +113,7 @@ impl AttentionOutput {
     /// # Shapes
     /// `context`, `residual` and the result: `[batch, seq, H]`.
     pub fn forward_t(&self, context: &Tensor, residual: &Tensor, train: bool) -> Tensor {
-        let projected = context.apply(&self.dense).dropout(self.dropout, train);
+        let projected = dropout(&context.apply(&self.dense), self.dropout, train);
         self.layer_norm.forward(&(projected + residual))
     }
 

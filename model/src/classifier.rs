@@ -25,6 +25,7 @@ use serde_json::{json, Map, Value};
 use tch::{nn, Tensor};
 
 use crate::config::{Activation, ElectraConfig};
+use crate::dropout::dropout;
 use crate::encoder::{ElectraModel, EncoderInput};
 use crate::error::{ModelError, Result};
 use crate::hf::{hf_safetensors_metadata, write_json, HF_CONFIG_FILE, HF_WEIGHTS_FILE};
@@ -88,11 +89,8 @@ impl ClassificationHead {
     pub fn forward_t(&self, hidden: &Tensor, train: bool) -> Tensor {
         // [b, t, H] -> [b, H]
         let cls = hidden.select(1, 0);
-        let projected = cls.dropout(self.dropout, train).apply(&self.dense);
-        Activation::Gelu
-            .forward(&projected)
-            .dropout(self.dropout, train)
-            .apply(&self.out_proj)
+        let projected = dropout(&cls, self.dropout, train).apply(&self.dense);
+        dropout(&Activation::Gelu.forward(&projected), self.dropout, train).apply(&self.out_proj)
     }
 
     pub(crate) fn push_named(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {

@@ -3,6 +3,7 @@
 use tch::{nn, Kind, Tensor};
 
 use crate::config::ElectraConfig;
+use crate::dropout::dropout;
 use crate::error::{check_int64, check_shape, ModelError, Result};
 use crate::layers::{normal_init, LayerNorm};
 
@@ -119,10 +120,11 @@ impl ElectraEmbeddings {
             Tensor::embedding(&self.token_type_embeddings, segment_ids, -1, false, false);
         // [b, t, E] + [t, E] + [b, t, E]
         let embedded = words + positions + segments;
-        Ok(self
-            .layer_norm
-            .forward(&embedded)
-            .dropout(self.dropout, train))
+        Ok(dropout(
+            &self.layer_norm.forward(&embedded),
+            self.dropout,
+            train,
+        ))
     }
 
     pub(crate) fn push_named(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {

@@ -6,6 +6,7 @@ use tch::{nn, Kind, Tensor};
 
 use crate::attention::Attention;
 use crate::config::{Activation, ElectraConfig};
+use crate::dropout::dropout;
 use crate::embeddings::ElectraEmbeddings;
 use crate::error::{check_shape, ModelError, Result};
 use crate::layers::{linear, push_linear, LayerNorm};
@@ -56,7 +57,7 @@ impl Output {
     /// # Shapes
     /// `intermediate` `[batch, seq, I]`, `residual` `[batch, seq, H]` -> `[batch, seq, H]`.
     pub fn forward_t(&self, intermediate: &Tensor, residual: &Tensor, train: bool) -> Tensor {
-        let projected = intermediate.apply(&self.dense).dropout(self.dropout, train);
+        let projected = dropout(&intermediate.apply(&self.dense), self.dropout, train);
         self.layer_norm.forward(&(projected + residual))
     }
 }

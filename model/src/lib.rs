@@ -61,6 +61,7 @@
 pub mod attention;
 pub mod classifier;
 pub mod config;
+pub mod dropout;
 pub mod electra;
 pub mod embeddings;
 pub mod encoder;

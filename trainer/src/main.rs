@@ -17,6 +17,7 @@ use electra_pipeline::source::SourceOptions;
 use electra_pipeline::train_tokenizer::{train_tokenizer, TokenizerModel, TokenizerTrainOptions};
 use electra_pipeline::{expand_files, DataConfig, DocumentReader, SourceFormat};
 use electra_trainer::config::RunConfig;
+use electra_trainer::device::retain_cpu_heap;
 use electra_trainer::finetune::{self, finetune, FinetuneOptions};
 use electra_trainer::inspect::{inspect, InspectOptions};
 use electra_trainer::task::TaskType;
@@ -423,6 +424,7 @@ fn main() -> ExitCode {
 }
 
 fn run_pretrain(args: PretrainArgs) -> anyhow::Result<()> {
+    retain_cpu_heap();
     let mut config = RunConfig::load(&args.config, &args.overrides)
         .with_context(|| format!("loading {}", args.config.display()))?;
     if !args.data.is_empty() {
@@ -723,7 +725,7 @@ fn run_bench_train(args: BenchTrainArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "  {} {} {}: {:.2}M-parameter encoder ({:.2}M in all), batch {} x {}, {} torch threads",
+        "  {} {} {}: {:.2}M-parameter encoder ({:.2}M in all), batch {} x {}, {} torch threads{}",
         r.device,
         r.precision,
         r.objective,
@@ -731,7 +733,12 @@ fn run_bench_train(args: BenchTrainArgs) -> anyhow::Result<()> {
         r.total_params as f64 / 1e6,
         r.batch_size,
         r.seq_len,
-        r.torch_threads
+        r.torch_threads,
+        if r.retained_heap {
+            ", heap retained"
+        } else {
+            ""
+        }
     );
     println!("  {:<22} {:>12.0}", "tokens/s", r.tokens_per_sec);
     println!("  {:<22} {:>12.0}", "real tokens/s", r.real_tokens_per_sec);
@@ -811,6 +818,7 @@ fn run_export(args: ExportArgs) -> anyhow::Result<()> {
 }
 
 fn run_finetune(args: FinetuneArgs) -> anyhow::Result<()> {
+    retain_cpu_heap();
     let out = args.out.clone().unwrap_or_else(|| {
         let name = args
             .task

@@ -168,16 +168,31 @@ impl AdamW {
         } else {
             (1.0, 1.0)
         };
+        // Under a guard, a skipped step is a step with a zero gradient and zero weights on
+        // every change, so nothing moves; `m + 0 * (0 - m)` is `m` bit for bit. An accepted
+        // step multiplies by 1 and computes what an unguarded step does, bit for bit.
+        let accept = ok.map(|ok| ok.to_kind(Kind::Float));
         tch::no_grad(|| {
             for p in &mut self.params {
                 let g = p.param.grad();
                 if !g.defined() {
                     continue;
                 }
-                // Under a guard, keep the old moments to restore where the step is skipped.
-                let old = ok.map(|_| (p.m.copy(), p.v.copy(), p.param.detach().copy()));
-                let _ = p.m.lerp_(&g, 1.0 - c.beta1);
-                let _ = p.v.lerp_(&g.square(), 1.0 - c.beta2);
+                let device = p.m.device();
+                let accept = accept.as_ref().map(|a| a.to_device(device));
+                let weight = |w: f64| match &accept {
+                    Some(a) => a * w,
+                    None => Tensor::from(w as f32).to_device(device),
+                };
+                let g = match &accept {
+                    Some(a) => g.where_self(
+                        &a.to_kind(Kind::Bool),
+                        &Tensor::zeros([], (g.kind(), device)),
+                    ),
+                    None => g,
+                };
+                let _ = p.m.lerp_tensor_(&g, &weight(1.0 - c.beta1));
+                let _ = p.v.lerp_tensor_(&g.square(), &weight(1.0 - c.beta2));
                 let denom = if c.bias_correction {
                     (&p.v / bc2).sqrt().g_add_scalar_(c.eps)
                 } else {
@@ -191,14 +206,7 @@ impl AdamW {
                 if p.decay && c.weight_decay != 0.0 {
                     let _ = update.g_add_(&(&p.param * c.weight_decay));
                 }
-                let _ = p.param.g_add_(&(update * (-lr * p.lr_scale)));
-                if let (Some(ok), Some((m, v, param))) = (ok, old) {
-                    let ok = ok.to_device(p.m.device());
-                    p.m.copy_(&p.m.where_self(&ok, &m));
-                    p.v.copy_(&p.v.where_self(&ok, &v));
-                    let kept = p.param.where_self(&ok, &param);
-                    p.param.detach().copy_(&kept);
-                }
+                let _ = p.param.g_add_(&(update * weight(-lr * p.lr_scale)));
             }
         });
     }
@@ -337,6 +345,27 @@ mod tests {
         opt.step(0.01);
         let got = f32::try_from(&w.detach()).unwrap();
         assert!((got + 0.01).abs() < 1e-6, "{got}");
+    }
+
+    #[test]
+    fn an_accepted_guarded_step_equals_an_unguarded_one_bit_for_bit() {
+        let run = |guarded: bool| {
+            let w = Tensor::from_slice(&[0.5f32, -1.5, 2.25]).set_requires_grad(true);
+            let mut opt = AdamW::new(vec![("w".into(), w.shallow_clone())], config(true, 0.01));
+            for step in 0..3 {
+                opt.zero_grad();
+                (&w * Tensor::from_slice(&[3.0f32, -0.7, 0.01 * step as f32]))
+                    .sum(Kind::Float)
+                    .backward();
+                if guarded {
+                    opt.step_if(0.1, &Tensor::from(true));
+                } else {
+                    opt.step(0.1);
+                }
+            }
+            Vec::<f32>::try_from(&w.detach()).unwrap()
+        };
+        assert_eq!(run(true), run(false));
     }
 
     #[test]
