@@ -131,12 +131,13 @@ pub fn math_attention(
     let (batch, heads, seq, head_dim) = (size[0], size[1], size[2], size[3]);
     let keys = key.size()[2];
     let scale = 1.0 / (head_dim as f64).sqrt();
-    // 0 for real keys, the most negative float for padding, expanded over heads:
+    // 0 for real keys, -1e30 for padding (finite in bfloat16 too, where f32::MIN rounds to
+    // -inf), expanded over heads:
     // [b, 1, 1, t] -> [b * h, 1, t].
     let bias = key_mask
         .logical_not()
         .to_kind(query.kind())
-        .multiply_scalar(f64::from(f32::MIN))
+        .multiply_scalar(-1e30)
         .expand([batch, heads, 1, keys], false)
         .reshape([batch * heads, 1, keys]);
     let q = query.reshape([batch * heads, seq, head_dim]);
@@ -248,6 +249,25 @@ mod tests {
             Tensor::scaled_dot_product_attention(&q, &k, &v, Some(&real), 0.0, false, None, false);
         let math = math_attention(&q, &k, &v, &real, 0.0);
         assert!(math.allclose(&fused, 1e-5, 1e-6, false));
+    }
+
+    #[test]
+    fn a_query_whose_keys_are_all_padding_stays_finite_in_float_and_bfloat16() {
+        let _rng = rng_lock();
+        tch::manual_seed(3);
+        for kind in [Kind::Float, Kind::BFloat16] {
+            let opts = (kind, Device::Cpu);
+            let (q, k, v) = (
+                Tensor::randn([2, 1, 3, 4], opts),
+                Tensor::randn([2, 1, 3, 4], opts),
+                Tensor::randn([2, 1, 3, 4], opts),
+            );
+            // The second sequence is padding throughout.
+            let real = Tensor::from_slice(&[true, true, false, false, false, false])
+                .view([2, 1, 1, 3]);
+            let out = math_attention(&q, &k, &v, &real, 0.1);
+            assert!(bool::try_from(out.isfinite().all()).unwrap(), "{kind:?}");
+        }
     }
 
     #[test]
