@@ -263,8 +263,8 @@ mod tests {
                 Tensor::randn([2, 1, 3, 4], opts),
             );
             // The second sequence is padding throughout.
-            let real = Tensor::from_slice(&[true, true, false, false, false, false])
-                .view([2, 1, 1, 3]);
+            let real =
+                Tensor::from_slice(&[true, true, false, false, false, false]).view([2, 1, 1, 3]);
             let out = math_attention(&q, &k, &v, &real, 0.1);
             assert!(bool::try_from(out.isfinite().all()).unwrap(), "{kind:?}");
         }

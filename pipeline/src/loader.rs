@@ -152,13 +152,13 @@ impl Stages {
         Ok(packed
             .into_iter()
             .map(|(row, e): (usize, PackedExample)| {
-                let masked = self.masker.mask(
+                let masked = self.masker.mask_owned(
                     self.seed,
                     epoch,
                     e.doc_id,
                     e.example_index,
-                    &e.input_ids,
-                    &e.segment_ids,
+                    e.input_ids,
+                    e.segment_ids,
                 );
                 (first_document + row as u64 * stride, masked)
             })

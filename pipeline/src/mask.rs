@@ -102,6 +102,26 @@ impl Masker {
         input_ids: &[u32],
         segment_ids: &[u8],
     ) -> MaskedExample {
+        self.mask_owned(
+            seed,
+            epoch,
+            doc_id,
+            example_index,
+            input_ids.to_vec(),
+            segment_ids.to_vec(),
+        )
+    }
+
+    /// [`mask`](Self::mask) on owned vectors, which become the masked example's (no copy).
+    pub fn mask_owned(
+        &self,
+        seed: u64,
+        epoch: u64,
+        doc_id: u64,
+        example_index: u32,
+        input_ids: Vec<u32>,
+        segment_ids: Vec<u8>,
+    ) -> MaskedExample {
         let mut rng = Rng::derive(
             seed,
             &[MASK_STREAM, epoch, doc_id, u64::from(example_index)],
@@ -118,7 +138,7 @@ impl Masker {
         candidates.truncate(k);
         candidates.sort_unstable();
 
-        let mut ids = input_ids.to_vec();
+        let mut ids = input_ids;
         let mut labels = Vec::with_capacity(k);
         for &p in &candidates {
             let p = p as usize;
@@ -145,7 +165,7 @@ impl Masker {
             doc_id,
             example_index,
             input_ids: ids,
-            segment_ids: segment_ids.to_vec(),
+            segment_ids,
             masked_positions: candidates,
             masked_labels: labels,
         }

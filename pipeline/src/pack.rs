@@ -304,7 +304,8 @@ impl Packer {
         for row in 0..tokenized.num_rows() {
             let doc_ids_row = &ids.values()[io[row] as usize..io[row + 1] as usize];
             word_buf.clear();
-            word_buf.extend((wo[row] as usize..wo[row + 1] as usize).map(|i| words.value(i)));
+            let (start, end) = (wo[row] as usize, wo[row + 1] as usize);
+            word_buf.extend(words.values().slice(start, end - start).iter());
             word_buf.resize(doc_ids_row.len(), true);
             let ends_row = &ends.values()[eo[row] as usize..eo[row + 1] as usize];
             out.extend(
