@@ -37,6 +37,9 @@ pub fn mask_like(x: &Tensor, p: f64) -> Tensor {
     let key = Tensor::randint(i64::MAX, [1], (Kind::Int64, Device::Cpu)).int64_value(&[0]) as u64;
     let mask = Tensor::empty(x.size(), (Kind::Float, Device::Cpu));
     let n = x.numel();
+    if n == 0 {
+        return mask.to_kind(x.kind()); // no storage to fill (its pointer may be null)
+    }
     #[allow(unsafe_code)]
     // SAFETY: `mask` is a fresh, contiguous float tensor of `n` elements on the CPU; no
     // other handle on its storage exists while the slice lives.
@@ -222,6 +225,8 @@ mod tests {
         // d(sum(x * mask)) / dx = mask
         assert!(x.grad().equal(&y.detach()));
         assert!(dropout(&x, 0.25, false).equal(&x));
+        let empty = Tensor::zeros([0, 4], (Kind::Float, Device::Cpu));
+        assert_eq!(dropout(&empty, 0.25, true).size(), [0, 4]);
         assert!(dropout(&x, 0.0, true).equal(&x));
         assert_eq!(
             dropout(&x, 1.0, true)
