@@ -1,14 +1,14 @@
 //! Multi-head self-attention: [`SelfAttention`] (`attention.self`), [`AttentionOutput`]
 //! (`attention.output`) and the two together, [`Attention`].
 
-use tch::{nn, Device, Tensor};
+use tch::{nn, Tensor};
 
 use crate::config::ElectraConfig;
-use crate::dropout::{dropout, math_attention};
+use crate::dropout::{attention, dropout};
 use crate::layers::{linear, push_linear, LayerNorm};
 
 /// `attention.self`: the `query`, `key` and `value` projections and fused scaled dot-product
-/// attention (`Tensor::scaled_dot_product_attention`; in CPU training, [`math_attention`]).
+/// attention ([`attention`](crate::dropout::attention)).
 #[derive(Debug)]
 pub struct SelfAttention {
     query: nn::Linear,
@@ -60,23 +60,7 @@ impl SelfAttention {
         let parts = qkv.unbind(0);
         let (query, key, value) = (&parts[0], &parts[1], &parts[2]);
         // [b, h, t, d]; the mask [b, 1, 1, t] broadcasts over heads and queries.
-        let context = if train && self.dropout > 0.0 && hidden.device() == Device::Cpu {
-            // libtorch's CPU fused kernel has no dropout; its math path samples the mask
-            // serially. See `crate::dropout`.
-            math_attention(query, key, value, key_mask, self.dropout)
-        } else {
-            let dropout = if train { self.dropout } else { 0.0 };
-            Tensor::scaled_dot_product_attention(
-                query,
-                key,
-                value,
-                Some(key_mask),
-                dropout,
-                false,
-                None,
-                false,
-            )
-        };
+        let context = attention(query, key, value, key_mask, self.dropout, train);
         // [b, h, t, d] -> [b, t, h, d] -> [b, t, H]
         context
             .transpose(1, 2)

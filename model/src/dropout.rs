@@ -51,16 +51,9 @@ pub fn mask_like(x: &Tensor, p: f64) -> Tensor {
     }
 }
 
-/// `n` mask values for `key`: element `i` is 0 when `hash(key, i) < p * 2^32`, else
-/// `1 / (1 - p)`.
-pub fn hashed_mask(n: usize, key: u64, p: f64) -> Vec<f32> {
-    let mut out = vec![0f32; n];
-    fill_mask(&mut out, key, p);
-    out
-}
-
-/// Fills `out` with [`hashed_mask`]'s values, on libtorch's intra-op thread count when
-/// `out` is large (the values do not depend on the split).
+/// Fills `out` with the mask for `key`: element `i` is 0 when `hash(key, i) < p * 2^32`,
+/// else `1 / (1 - p)`. On libtorch's intra-op thread count when `out` is large (the values
+/// do not depend on the split).
 fn fill_mask(out: &mut [f32], key: u64, p: f64) {
     const PER_THREAD: usize = 1 << 18;
     let threshold = (p.clamp(0.0, 1.0) * 4_294_967_296.0).round();
@@ -113,6 +106,27 @@ fn fill(out: &mut [f32], start: usize, key: u64, threshold: f64, scale: f32) {
     }
 }
 
+/// Scaled dot-product attention with `key_mask` and dropout `p` on the probabilities in
+/// training: libtorch's fused kernel, except in CPU training with dropout, where libtorch's
+/// fused kernel has none and its math path samples the mask serially ([`math_attention`]).
+///
+/// # Shapes
+/// As [`math_attention`].
+pub fn attention(
+    query: &Tensor,
+    key: &Tensor,
+    value: &Tensor,
+    key_mask: &Tensor,
+    p: f64,
+    train: bool,
+) -> Tensor {
+    let p = if train { p } else { 0.0 };
+    if p > 0.0 && query.device() == Device::Cpu {
+        return math_attention(query, key, value, key_mask, p);
+    }
+    Tensor::scaled_dot_product_attention(query, key, value, Some(key_mask), p, false, None, false)
+}
+
 /// Scaled dot-product attention with `key_mask`, dropout `p` on the probabilities, done
 /// as separate products (the math path), for CPU training.
 ///
@@ -156,6 +170,22 @@ pub fn math_attention(
 mod tests {
     use super::*;
     use crate::test_support::rng_lock;
+
+    fn hashed_mask(n: usize, key: u64, p: f64) -> Vec<f32> {
+        let mut out = vec![0f32; n];
+        fill_mask(&mut out, key, p);
+        out
+    }
+
+    /// Random query, key and value of `shape`.
+    fn qkv(shape: [i64; 4], kind: Kind) -> (Tensor, Tensor, Tensor) {
+        let opts = (kind, Device::Cpu);
+        (
+            Tensor::randn(shape, opts),
+            Tensor::randn(shape, opts),
+            Tensor::randn(shape, opts),
+        )
+    }
 
     #[test]
     fn masks_drop_p_of_the_elements_and_scale_the_rest() {
@@ -241,17 +271,11 @@ mod tests {
     fn math_attention_without_dropout_equals_fused_attention() {
         let _rng = rng_lock();
         tch::manual_seed(1);
-        let opts = (Kind::Float, Device::Cpu);
-        let (q, k, v) = (
-            Tensor::randn([2, 3, 5, 4], opts),
-            Tensor::randn([2, 3, 5, 4], opts),
-            Tensor::randn([2, 3, 5, 4], opts),
-        );
+        let (q, k, v) = qkv([2, 3, 5, 4], Kind::Float);
         let real =
             Tensor::from_slice(&[true, true, true, true, true, true, true, true, false, false])
                 .view([2, 1, 1, 5]);
-        let fused =
-            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(&real), 0.0, false, None, false);
+        let fused = attention(&q, &k, &v, &real, 0.1, false);
         let math = math_attention(&q, &k, &v, &real, 0.0);
         assert!(math.allclose(&fused, 1e-5, 1e-6, false));
     }
@@ -261,12 +285,7 @@ mod tests {
         let _rng = rng_lock();
         tch::manual_seed(3);
         for kind in [Kind::Float, Kind::BFloat16] {
-            let opts = (kind, Device::Cpu);
-            let (q, k, v) = (
-                Tensor::randn([2, 1, 3, 4], opts),
-                Tensor::randn([2, 1, 3, 4], opts),
-                Tensor::randn([2, 1, 3, 4], opts),
-            );
+            let (q, k, v) = qkv([2, 1, 3, 4], kind);
             // The second sequence is padding throughout.
             let real =
                 Tensor::from_slice(&[true, true, false, false, false, false]).view([2, 1, 1, 3]);
@@ -279,15 +298,15 @@ mod tests {
     fn math_attention_drops_probabilities_with_the_seeded_mask() {
         let _rng = rng_lock();
         tch::manual_seed(2);
-        let opts = (Kind::Float, Device::Cpu);
-        let (q, k, v) = (
-            Tensor::randn([2, 2, 6, 4], opts),
-            Tensor::randn([2, 2, 6, 4], opts),
-            Tensor::randn([2, 2, 6, 4], opts),
-        );
+        let (q, k, v) = qkv([2, 2, 6, 4], Kind::Float);
         let real = Tensor::ones([2, 1, 1, 6], (Kind::Bool, Device::Cpu));
         tch::manual_seed(9);
         let got = math_attention(&q, &k, &v, &real, 0.3);
+        tch::manual_seed(9);
+        assert!(
+            attention(&q, &k, &v, &real, 0.3, true).equal(&got),
+            "CPU training takes the math path"
+        );
         // The same computation by hand, with the mask the same seed gives.
         let probs = (q.matmul(&k.transpose(2, 3)) / 2.0).softmax(-1, Kind::Float);
         tch::manual_seed(9);

@@ -19,7 +19,7 @@ use tch::{nn, Device};
 
 use crate::bench::peak_rss_bytes;
 use crate::config::RunConfig;
-use crate::device::{cuda_peak_allocated, retain_cpu_heap};
+use crate::device::{cuda_peak_allocated, heap_retained};
 use crate::error::{Result, TrainError};
 use crate::objective::Pretrainer;
 use crate::schedule::LinearSchedule;
@@ -49,7 +49,8 @@ pub struct TrainBench {
     pub precision: String,
     /// libtorch's intra-op threads (CPU).
     pub torch_threads: i32,
-    /// Whether glibc keeps freed activations in the heap ([`retain_cpu_heap`]).
+    /// Whether glibc keeps freed activations in the heap
+    /// ([`retain_cpu_heap`](crate::device::retain_cpu_heap), called by the binary).
     pub retained_heap: bool,
     /// `electra` or `mlm`.
     pub objective: String,
@@ -107,7 +108,6 @@ fn lap(device: Device, t: &mut Instant) -> f64 {
 
 /// Runs `options.warmup + 2 * options.steps` training steps of `config` on its data.
 pub fn bench_train(config: &RunConfig, options: TrainBenchOptions) -> Result<TrainBench> {
-    let retained_heap = retain_cpu_heap();
     let device = options.device;
     let mut config = config.clone();
     config.data.pad_to_max_len = true;
@@ -211,7 +211,7 @@ pub fn bench_train(config: &RunConfig, options: TrainBenchOptions) -> Result<Tra
         device: format!("{device:?}"),
         precision: format!("{:?}", t.precision).to_lowercase(),
         torch_threads: tch::get_num_threads(),
-        retained_heap,
+        retained_heap: heap_retained(),
         objective: format!("{objective:?}").to_lowercase(),
         encoder_params,
         total_params,

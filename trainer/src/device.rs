@@ -6,6 +6,7 @@
 #![allow(unsafe_code)]
 
 use std::ffi::{c_char, c_int};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tch::Device;
 
@@ -67,12 +68,19 @@ impl Drop for Autocast {
 /// step went to the kernel's page clearing. Raising both thresholds lets the heap keep
 /// that memory for the next step (peak RSS unchanged, since the same sizes recur).
 /// Set `ELECTRA_RETAIN_HEAP=0` to leave glibc's defaults. A no-op off glibc. Returns
-/// whether the thresholds were set.
+/// whether the thresholds were set ([`heap_retained`] tells later).
 pub fn retain_cpu_heap() -> bool {
-    if std::env::var_os("ELECTRA_RETAIN_HEAP").is_some_and(|v| v == "0") {
-        return false;
-    }
-    set_heap_thresholds()
+    let set =
+        std::env::var_os("ELECTRA_RETAIN_HEAP").is_none_or(|v| v != "0") && set_heap_thresholds();
+    HEAP_RETAINED.store(set, Ordering::Relaxed);
+    set
+}
+
+static HEAP_RETAINED: AtomicBool = AtomicBool::new(false);
+
+/// Whether [`retain_cpu_heap`] set glibc's thresholds in this process.
+pub fn heap_retained() -> bool {
+    HEAP_RETAINED.load(Ordering::Relaxed)
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -698,6 +698,7 @@ impl Iterator for SentenceIter<'_> {
 }
 
 fn run_bench_train(args: BenchTrainArgs) -> anyhow::Result<()> {
+    retain_cpu_heap();
     let mut config = RunConfig::load(&args.config, &args.overrides)
         .with_context(|| format!("loading {}", args.config.display()))?;
     if let Some(batch) = args.batch_size {

@@ -184,9 +184,9 @@ impl AdamW {
                     Some(a) => a * w,
                     None => Tensor::from(w as f32).to_device(device),
                 };
-                let g = match &accept {
-                    Some(a) => g.where_self(
-                        &a.to_kind(Kind::Bool),
+                let g = match ok {
+                    Some(ok) => g.where_self(
+                        &ok.to_device(device),
                         &Tensor::zeros([], (g.kind(), device)),
                     ),
                     None => g,
