@@ -1,5 +1,6 @@
 //! A padded, masked batch ready for the trainer: flat row-major `i64` host buffers.
 
+use crate::block::ExampleRef;
 use crate::config::DataConfig;
 use crate::mask::MaskedExample;
 use crate::source::BadRecordCounts;
@@ -117,6 +118,18 @@ impl Batch {
         shape: &BatchShape,
         bad_records: BadRecordCounts,
     ) -> Batch {
+        let refs: Vec<ExampleRef<'_>> = examples.iter().map(MaskedExample::as_ref).collect();
+        Self::from_refs(seq_no, epoch, &refs, shape, bad_records)
+    }
+
+    /// [`from_examples`](Self::from_examples) on borrowed examples.
+    pub fn from_refs(
+        seq_no: u64,
+        epoch: u64,
+        examples: &[ExampleRef<'_>],
+        shape: &BatchShape,
+        bad_records: BadRecordCounts,
+    ) -> Batch {
         let b = examples.len();
         let longest = examples
             .iter()
@@ -124,9 +137,10 @@ impl Batch {
             .max()
             .unwrap_or(0);
         let l = shape.seq_len(longest);
-        let mut input_ids = vec![i64::from(shape.pad_id); b * l];
-        let mut segment_ids = vec![0i64; b * l];
-        let mut attention_mask = vec![0i64; b * l];
+        let pad = i64::from(shape.pad_id);
+        let mut input_ids = Vec::with_capacity(b * l);
+        let mut segment_ids = Vec::with_capacity(b * l);
+        let mut attention_mask = Vec::with_capacity(b * l);
         let masked: usize = examples.iter().map(|e| e.masked_positions.len()).sum();
         let mut masked_positions = Vec::with_capacity(masked);
         let mut masked_labels = Vec::with_capacity(masked);
@@ -135,17 +149,18 @@ impl Batch {
             let base = row * l;
             let n = e.input_ids.len();
             real_tokens += n;
-            for (dst, &id) in input_ids[base..base + n].iter_mut().zip(&e.input_ids) {
-                *dst = i64::from(id);
-            }
-            for (dst, &s) in segment_ids[base..base + n].iter_mut().zip(&e.segment_ids) {
-                *dst = i64::from(s);
-            }
-            attention_mask[base..base + n].fill(1);
-            for (&p, &label) in e.masked_positions.iter().zip(&e.masked_labels) {
-                masked_positions.push((base + p as usize) as i64);
-                masked_labels.push(i64::from(label));
-            }
+            input_ids.extend(e.input_ids.iter().map(|&id| i64::from(id)));
+            input_ids.resize(base + l, pad);
+            segment_ids.extend(e.segment_ids.iter().map(|&s| i64::from(s)));
+            segment_ids.resize(base + l, 0);
+            attention_mask.resize(base + n, 1);
+            attention_mask.resize(base + l, 0);
+            masked_positions.extend(
+                e.masked_positions
+                    .iter()
+                    .map(|&p| (base + p as usize) as i64),
+            );
+            masked_labels.extend(e.masked_labels.iter().map(|&label| i64::from(label)));
         }
         Batch {
             seq_no,

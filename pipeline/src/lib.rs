@@ -45,6 +45,7 @@
 
 mod arrow_util;
 pub mod batch;
+pub mod block;
 pub mod config;
 pub mod error;
 pub mod loader;
@@ -61,6 +62,7 @@ pub mod tokenize;
 pub mod train_tokenizer;
 
 pub use batch::{Batch, BatchShape, DataCursor};
+pub use block::{ExampleRef, MaskedBlock};
 pub use config::{BadRecordPolicy, DataConfig, MaskStrategy, OversizedLinePolicy, SourceFormat};
 pub use error::{PipelineError, Result};
 pub use loader::{Loader, LoaderStart, LoaderStats};

@@ -28,17 +28,22 @@
 use std::collections::{BTreeMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use arrow_array::{UInt32Array, UInt64Array};
+use electra_schemas::tokenized;
+
+use crate::arrow_util::{column, list_column};
 use crate::batch::{Batch, BatchShape, DataCursor};
+use crate::block::{ExampleRef, MaskedBlock};
 use crate::config::DataConfig;
 use crate::error::{PipelineError, Result};
-use crate::mask::{MaskOptions, MaskedExample, Masker};
-use crate::pack::PackedExample;
+use crate::mask::{MaskOptions, Masker};
 use crate::pack::{PackOptions, Packer};
 use crate::parallel::panic_message;
 use crate::shard_stream::{is_manifest_path, ShardSet, ShardStream, ShardStreamOptions};
@@ -59,10 +64,10 @@ struct Work {
     /// raw files, otherwise 1).
     stride: u64,
     chunk: DocumentChunk,
+    /// The rows of `chunk.batch` that are the chunk's documents, in order (all of them
+    /// when `None`): a shuffled shard block is shared by its chunks, not copied.
+    rows: Option<Vec<u32>>,
 }
-
-/// A masked example and the position of its document in the epoch.
-type Positioned = (u64, MaskedExample);
 
 /// Where a loader starts: after `batches_done` batches, at `cursor` (the cursor of the last
 /// batch consumed). The default is the beginning of the stream.
@@ -87,7 +92,7 @@ enum Message {
     Chunk {
         seq: u64,
         epoch: u64,
-        examples: Result<Vec<Positioned>>,
+        examples: Result<Box<MaskedBlock>>,
         bad_records: BadRecordCounts,
     },
     /// The reader is done: `chunks` chunks were sent in all.
@@ -125,44 +130,58 @@ struct Stages {
 }
 
 impl Stages {
+    /// Packs and masks a chunk (its `rows`, in that order, or all of them): documents
+    /// `first_document`, `first_document + stride`, ... of `epoch`.
     fn process(
         &self,
         chunk: &DocumentChunk,
+        rows: Option<&[u32]>,
         epoch: u64,
         first_document: u64,
         stride: u64,
-    ) -> Result<Vec<Positioned>> {
+    ) -> Result<Box<MaskedBlock>> {
         #[cfg(test)]
         tests::fault::check(&chunk.batch);
+        let mut block = MaskedBlock::new();
         if chunk.batch.num_rows() == 0 {
             // A slice's chunk that only carries bad-record counts.
-            return Ok(Vec::new());
+            return Ok(Box::new(block));
         }
         let is_tokenized = chunk
             .batch
             .schema()
-            .column_with_name(electra_schemas::tokenized::INPUT_IDS)
+            .column_with_name(tokenized::INPUT_IDS)
             .is_some();
         let tokenized = if is_tokenized {
             chunk.batch.clone()
         } else {
             self.tokenizer.tokenize(&chunk.batch)?
         };
-        let packed = self.packer.pack_rows(&tokenized, self.seed, epoch)?;
-        Ok(packed
-            .into_iter()
-            .map(|(row, e): (usize, PackedExample)| {
-                let masked = self.masker.mask_owned(
-                    self.seed,
-                    epoch,
-                    e.doc_id,
-                    e.example_index,
-                    e.input_ids,
-                    e.segment_ids,
-                );
-                (first_document + row as u64 * stride, masked)
-            })
-            .collect())
+        // Word starts are not read: packing and masking do not use them (shards are read
+        // without them).
+        let doc_ids: &UInt64Array = column(&tokenized, tokenized::DOC_ID)?;
+        let (io, ids): (&[i32], &UInt32Array) = list_column(&tokenized, tokenized::INPUT_IDS)?;
+        let (eo, ends): (&[i32], &UInt32Array) = list_column(&tokenized, tokenized::SENTENCE_ENDS)?;
+        let (ids, ends) = (ids.values(), ends.values());
+        let all = 0..tokenized.num_rows() as u32;
+        let order: &mut dyn Iterator<Item = u32> = match rows {
+            Some(rows) => &mut rows.iter().copied(),
+            None => &mut all.clone(),
+        };
+        for (k, row) in order.enumerate() {
+            let row = row as usize;
+            block.push_document(
+                &self.packer,
+                &self.masker,
+                self.seed,
+                epoch,
+                first_document + k as u64 * stride,
+                doc_ids.value(row),
+                &ids[io[row] as usize..io[row + 1] as usize],
+                &ends[eo[row] as usize..eo[row + 1] as usize],
+            );
+        }
+        Ok(Box::new(block))
     }
 }
 
@@ -501,19 +520,23 @@ impl Reader {
                         seen += chunk.batch.num_rows() as u64;
                         // Raw documents are dealt one by one: p % count == index.
                         let selected = self.slice.select_documents(chunk, position)?;
-                        Ok(selected.map(|(p, c)| (p, self.slice.count as u64, c)))
+                        Ok(selected.map(|(p, c)| (p, self.slice.count as u64, c, None)))
                     }),
                     // The shard stream reads only the slice's blocks.
                     Stream::Shards(shards) => {
-                        shards.next_positioned().map(|item| -> Result<Selected> {
+                        shards.next_chunk_rows().map(|item| -> Result<Selected> {
                             let (position, chunk) = item?;
-                            seen += chunk.batch.num_rows() as u64;
-                            Ok(Some((position, 1, chunk)))
+                            seen += chunk.len() as u64;
+                            let document_chunk = DocumentChunk {
+                                batch: chunk.batch,
+                                bad_records: BadRecordCounts::default(),
+                            };
+                            Ok(Some((position, 1, document_chunk, chunk.rows)))
                         })
                     }
                 };
                 let Some(next) = next else { break };
-                let Some((first_document, stride, chunk)) = next? else {
+                let Some((first_document, stride, chunk, rows)) = next? else {
                     // None of the slice's documents and nothing to count.
                     if self.stop.load(Ordering::Relaxed) {
                         return Ok(None);
@@ -523,13 +546,14 @@ impl Reader {
                 if self.stop.load(Ordering::Relaxed) || self.slots.recv().is_err() {
                     return Ok(None);
                 }
-                let documents = chunk.batch.num_rows() as u64;
+                let documents = rows.as_ref().map_or(chunk.batch.num_rows(), Vec::len) as u64;
                 let work = Work {
                     seq: *seq,
                     epoch,
                     first_document,
                     stride,
                     chunk,
+                    rows,
                 };
                 if self.work.send(work).is_err() {
                     return Ok(None);
@@ -577,8 +601,9 @@ impl Reader {
 }
 
 /// A chunk of the loader's slice: the position of its first document, the positions
-/// between its documents, the chunk; `None` when a chunk has nothing for the slice.
-type Selected = Option<(u64, u64, DocumentChunk)>;
+/// between its documents, the chunk and its rows (see [`Work`]); `None` when a chunk has
+/// nothing for the slice.
+type Selected = Option<(u64, u64, DocumentChunk, Option<Vec<u32>>)>;
 
 /// One epoch's reader.
 enum Stream<'a> {
@@ -599,13 +624,14 @@ fn worker(
         first_document,
         stride,
         chunk,
+        rows,
     }) = work.recv()
     {
         if stop.load(Ordering::Relaxed) {
             continue; // drain quickly so the reader is never left blocked
         }
         let examples = catch_unwind(AssertUnwindSafe(|| {
-            stages.process(&chunk, epoch, first_document, stride)
+            stages.process(&chunk, rows.as_deref(), epoch, first_document, stride)
         }))
         .unwrap_or_else(|payload| {
             Err(PipelineError::WorkerPanicked {
@@ -639,8 +665,8 @@ struct Batcher {
 /// Examples waiting to fill a batch, with the bad-record counts of the chunks they came from.
 #[derive(Default)]
 struct Pending {
-    /// `(epoch, document position, example)`.
-    examples: Vec<(u64, u64, MaskedExample)>,
+    /// `(epoch, block, example index in the block)`.
+    examples: Vec<(u64, Rc<MaskedBlock>, usize)>,
     /// Bad records of chunks whose examples are all in `examples` (or already sent).
     bad: BadRecordCounts,
     /// `(examples.len() when the chunk was consumed, its counts)`: attributed to the batch
@@ -671,7 +697,7 @@ impl Batcher {
     /// Receives results in order and sends batches, holding the newest one back in `held`
     /// so that the counts of chunks without examples at the very end can join it.
     fn batch_all(&self, held: &mut Option<Batch>) -> Result<()> {
-        let mut reorder: BTreeMap<u64, (u64, Result<Vec<Positioned>>, BadRecordCounts)> =
+        let mut reorder: BTreeMap<u64, (u64, Result<Box<MaskedBlock>>, BadRecordCounts)> =
             BTreeMap::new();
         let mut next_seq = 0u64;
         let mut end: Option<u64> = None;
@@ -707,15 +733,16 @@ impl Batcher {
             while let Some((epoch, examples, bad)) = reorder.remove(&next_seq) {
                 next_seq += 1;
                 let _ = self.slots.try_send(());
-                let examples = examples?;
+                let block: Rc<MaskedBlock> = Rc::from(examples?);
                 self.counters
                     .examples
-                    .fetch_add(examples.len() as u64, Ordering::Relaxed);
+                    .fetch_add(block.len() as u64, Ordering::Relaxed);
                 pending.examples.extend(
-                    examples
-                        .into_iter()
-                        .filter(|(document, e)| !cursor.consumed(epoch, *document, e.example_index))
-                        .map(|(document, e)| (epoch, document, e)),
+                    (0..block.len())
+                        .filter(|&i| {
+                            !cursor.consumed(epoch, block.document(i), block.get(i).example_index)
+                        })
+                        .map(|i| (epoch, Rc::clone(&block), i)),
                 );
                 pending.markers.push((pending.examples.len(), bad));
                 while pending.examples.len() >= self.batch_size {
@@ -752,7 +779,6 @@ impl Batcher {
 
     /// Takes the first `n` pending examples as batch `seq_no`.
     fn cut(&self, pending: &mut Pending, n: usize, seq_no: u64) -> Batch {
-        let taken: Vec<(u64, u64, MaskedExample)> = pending.examples.drain(..n).collect();
         let mut bad = std::mem::take(&mut pending.bad);
         pending.markers.retain_mut(|(end, counts)| {
             if *end <= n {
@@ -763,14 +789,21 @@ impl Batcher {
                 true
             }
         });
+        let taken = &pending.examples[..n];
         let epoch = taken.first().map_or(0, |(e, _, _)| *e);
-        let cursor = taken
-            .last()
-            .map_or(self.start.cursor, |(epoch, document, e)| {
-                DataCursor::after(*epoch, *document, e.doc_id, e.example_index)
-            });
-        let examples: Vec<MaskedExample> = taken.into_iter().map(|(_, _, e)| e).collect();
-        let mut batch = Batch::from_examples(seq_no, epoch, &examples, &self.shape, bad);
+        let cursor = taken.last().map_or(self.start.cursor, |(epoch, block, i)| {
+            DataCursor::after(
+                *epoch,
+                block.document(*i),
+                block.get(*i).doc_id,
+                block.get(*i).example_index,
+            )
+        });
+        let examples: Vec<ExampleRef<'_>> =
+            taken.iter().map(|(_, block, i)| block.get(*i)).collect();
+        let mut batch = Batch::from_refs(seq_no, epoch, &examples, &self.shape, bad);
+        drop(examples);
+        pending.examples.drain(..n);
         batch.cursor = cursor;
         batch
     }
@@ -849,6 +882,64 @@ pub(crate) mod tests {
             one == eight,
             "1 thread differs from 8 threads / 1 MiB chunks"
         );
+    }
+
+    /// The loader writes examples straight into flat buffers; its batches must equal the
+    /// per-example path: tokenize, `Packer::pack_examples`, `Masker::mask`,
+    /// `Batch::from_examples`.
+    #[test]
+    fn batches_equal_packing_then_masking_each_example() {
+        let files = corpus(&["moby_dick.txt.zst", "sotu.jsonl.zst"]);
+        let mut c = config(files.clone(), 2, 64 << 10);
+        c.mask_strategy = crate::config::MaskStrategy::Bert;
+        let seed = 5;
+        let batches = collect(&c, seed);
+        let tokenizer = bert();
+        let special = tokenizer.special();
+        let packer = Packer::new(PackOptions::from_config(&c), special);
+        let masker = Masker::new(
+            MaskOptions::from_config(&c, tokenizer.vocab_size()),
+            special,
+        );
+        let paths: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
+        let mut examples = Vec::new();
+        for chunk in DocumentReader::new(paths, SourceOptions::from_config(&c)).unwrap() {
+            let tokenized = tokenizer.tokenize(&chunk.unwrap().batch).unwrap();
+            for e in packer.pack_examples(&tokenized, seed, 0).unwrap() {
+                examples.push(masker.mask(
+                    seed,
+                    0,
+                    e.doc_id,
+                    e.example_index,
+                    &e.input_ids,
+                    &e.segment_ids,
+                ));
+            }
+        }
+        let shape = BatchShape::from_config(&c, special.pad);
+        let expected: Vec<Batch> = examples
+            .chunks(c.batch_size)
+            .enumerate()
+            .map(|(i, e)| Batch::from_examples(i as u64, 0, e, &shape, BadRecordCounts::default()))
+            .collect();
+        assert!(expected.len() > 100, "{} batches", expected.len());
+        assert_eq!(batches.len(), expected.len());
+        for (got, want) in batches.iter().zip(&expected) {
+            let fields = |b: &Batch| {
+                (
+                    b.seq_no,
+                    b.seq_len,
+                    b.input_ids.clone(),
+                    b.segment_ids.clone(),
+                    b.attention_mask.clone(),
+                    b.masked_positions.clone(),
+                    b.masked_labels.clone(),
+                    b.example_ids.clone(),
+                    b.real_tokens,
+                )
+            };
+            assert!(fields(got) == fields(want), "batch {} differs", got.seq_no);
+        }
     }
 
     #[test]
@@ -1003,7 +1094,10 @@ pub(crate) mod tests {
             .send(Message::Chunk {
                 seq: 0,
                 epoch: 0,
-                examples: Ok((0..5).map(|i| (i, example.clone())).collect()),
+                examples: Ok(Box::new((0..5).fold(MaskedBlock::new(), |mut block, i| {
+                    block.push(i, example.as_ref());
+                    block
+                }))),
                 bad_records: BadRecordCounts::default(),
             })
             .unwrap();

@@ -122,25 +122,70 @@ impl Masker {
         input_ids: Vec<u32>,
         segment_ids: Vec<u8>,
     ) -> MaskedExample {
+        let mut ids = input_ids;
+        let mut positions = Vec::new();
+        let mut labels = Vec::new();
+        self.mask_in_place(
+            seed,
+            epoch,
+            doc_id,
+            example_index,
+            &mut ids,
+            &mut positions,
+            &mut labels,
+        );
+        MaskedExample {
+            doc_id,
+            example_index,
+            input_ids: ids,
+            segment_ids,
+            masked_positions: positions,
+            masked_labels: labels,
+        }
+    }
+
+    /// Masks the example `ids` in place, appending the chosen positions (ascending, relative
+    /// to the example) to `positions` and the original ids there to `labels`: what
+    /// [`mask`](Self::mask) does, without allocating.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mask_in_place(
+        &self,
+        seed: u64,
+        epoch: u64,
+        doc_id: u64,
+        example_index: u32,
+        ids: &mut [u32],
+        positions: &mut Vec<u32>,
+        labels: &mut Vec<u32>,
+    ) {
         let mut rng = Rng::derive(
             seed,
             &[MASK_STREAM, epoch, doc_id, u64::from(example_index)],
         );
-        let mut candidates: Vec<u32> = (0..input_ids.len() as u32)
-            .filter(|&i| !self.special.contains(input_ids[i as usize]))
-            .collect();
-        let k = self.num_predictions(input_ids.len()).min(candidates.len());
+        // The candidates (non-special positions) go to the tail of `positions`, written
+        // without branches.
+        let start = positions.len();
+        positions.resize(start + ids.len(), 0);
+        let mut n = 0;
+        {
+            let tail = &mut positions[start..];
+            for (i, &id) in ids.iter().enumerate() {
+                tail[n] = i as u32;
+                n += usize::from(!self.special.contains(id));
+            }
+        }
+        positions.truncate(start + n);
+        let k = self.num_predictions(ids.len()).min(n);
         // Partial Fisher-Yates: the first k candidates are a uniform sample.
+        let candidates = &mut positions[start..];
         for i in 0..k {
-            let j = i + rng.below((candidates.len() - i) as u64) as usize;
+            let j = i + rng.below((n - i) as u64) as usize;
             candidates.swap(i, j);
         }
-        candidates.truncate(k);
-        candidates.sort_unstable();
-
-        let mut ids = input_ids;
-        let mut labels = Vec::with_capacity(k);
-        for &p in &candidates {
+        positions.truncate(start + k);
+        positions[start..].sort_unstable();
+        labels.reserve(k);
+        for &p in &positions[start..] {
             let p = p as usize;
             labels.push(ids[p]);
             let r = rng.next_f64();
@@ -160,14 +205,6 @@ impl Masker {
                     }
                 }
             }
-        }
-        MaskedExample {
-            doc_id,
-            example_index,
-            input_ids: ids,
-            segment_ids,
-            masked_positions: candidates,
-            masked_labels: labels,
         }
     }
 

@@ -81,30 +81,35 @@ pub struct Packer {
 /// Token ranges of a document, by sentence.
 type Pieces = Vec<Range<usize>>;
 
+/// Length of the example of segments `a` and `b`, specials included.
+fn example_len(a: &[Range<usize>], b: &[Range<usize>]) -> usize {
+    let len_b = total(b);
+    total(a) + 2 + if len_b > 0 { len_b + 1 } else { 0 }
+}
+
 fn total(pieces: &[Range<usize>]) -> usize {
     pieces.iter().map(|r| r.len()).sum()
 }
 
-/// Keeps the first `cap` tokens of `pieces`; returns the pieces cut off.
-fn trim(pieces: &mut Pieces, cap: usize) -> Pieces {
+/// Keeps the first `cap` tokens of `pieces` and appends the rest to `rest`, in order.
+fn trim(pieces: &mut Pieces, cap: usize, rest: &mut Pieces) {
     let mut kept = 0;
-    let mut rest = Vec::new();
-    let mut keep = Vec::with_capacity(pieces.len());
-    for r in pieces.drain(..) {
+    let mut cut = pieces.len();
+    for (i, r) in pieces.iter_mut().enumerate() {
         let room = cap - kept;
         if room >= r.len() {
             kept += r.len();
-            keep.push(r);
-        } else if room > 0 {
-            keep.push(r.start..r.start + room);
-            rest.push(r.start + room..r.end);
-            kept = cap;
-        } else {
-            rest.push(r);
+            continue;
         }
+        cut = i;
+        if room > 0 {
+            rest.push(r.start + room..r.end);
+            r.end = r.start + room;
+            cut = i + 1;
+        }
+        break;
     }
-    *pieces = keep;
-    rest
+    rest.extend(pieces.drain(cut..));
 }
 
 impl Packer {
@@ -138,12 +143,82 @@ impl Packer {
         word_starts: &[bool],
         sentence_ends: &[u32],
     ) -> Vec<PackedExample> {
+        let mut out = Vec::new();
+        self.plan_document(seed, epoch, doc_id, ids.len(), sentence_ends, |a, b| {
+            let mut input_ids = Vec::with_capacity(example_len(a, b));
+            let mut segment_ids = Vec::with_capacity(input_ids.capacity());
+            self.write_example(a, b, ids, &mut input_ids, &mut segment_ids);
+            let mut starts = Vec::with_capacity(input_ids.len());
+            starts.push(false);
+            for r in a {
+                starts.extend_from_slice(&word_starts[r.clone()]);
+            }
+            starts.push(false);
+            if !b.is_empty() {
+                for r in b {
+                    starts.extend_from_slice(&word_starts[r.clone()]);
+                }
+                starts.push(false);
+            }
+            out.push(PackedExample {
+                doc_id,
+                example_index: out.len() as u32,
+                input_ids,
+                segment_ids,
+                word_starts: starts,
+            });
+        });
+        out
+    }
+
+    /// Appends the example of segments `a` and `b` (token ranges of `ids`) to `input_ids`
+    /// as `[CLS] A [SEP] B [SEP]` (or `[CLS] A [SEP]` when `b` is empty), and its segment
+    /// ids to `segment_ids`.
+    pub fn write_example(
+        &self,
+        a: &[Range<usize>],
+        b: &[Range<usize>],
+        ids: &[u32],
+        input_ids: &mut Vec<u32>,
+        segment_ids: &mut Vec<u8>,
+    ) {
+        let start = input_ids.len();
+        input_ids.push(self.special.cls);
+        for r in a {
+            input_ids.extend_from_slice(&ids[r.clone()]);
+        }
+        input_ids.push(self.special.sep);
+        segment_ids.resize(segment_ids.len() + (input_ids.len() - start), 0);
+        if !b.is_empty() {
+            let start_b = input_ids.len();
+            for r in b {
+                input_ids.extend_from_slice(&ids[r.clone()]);
+            }
+            input_ids.push(self.special.sep);
+            segment_ids.resize(segment_ids.len() + (input_ids.len() - start_b), 1);
+        }
+    }
+
+    /// The packing of one document of `n_tokens` tokens with cumulative `sentence_ends`,
+    /// without its tokens: `emit(a, b)` is called for each example in order with the
+    /// token ranges of its segments A and B (B empty for a single segment; see
+    /// [`write_example`](Self::write_example)). What [`pack_document`](Self::pack_document)
+    /// builds its examples from, and the loader writes straight into its buffers.
+    pub fn plan_document(
+        &self,
+        seed: u64,
+        epoch: u64,
+        doc_id: u64,
+        n_tokens: usize,
+        sentence_ends: &[u32],
+        mut emit: impl FnMut(&[Range<usize>], &[Range<usize>]),
+    ) {
         let max = self.options.max_seq_len;
         let piece_cap = max.saturating_sub(3).max(1);
         let mut queue: VecDeque<Range<usize>> = VecDeque::new();
         let mut start = 0usize;
         for &end in sentence_ends {
-            let end = (end as usize).min(ids.len());
+            let end = (end as usize).min(n_tokens);
             if end <= start {
                 continue;
             }
@@ -161,8 +236,8 @@ impl Packer {
         }
 
         let mut rng = Rng::derive(seed, &[PACK_STREAM, epoch, doc_id]);
-        let mut out = Vec::new();
         let mut pending: Pieces = Vec::new();
+        let (mut a, mut b, mut carry): (Pieces, Pieces, Pieces) = Default::default();
         let mut pending_len = 0;
         let mut target = self.draw_target(&mut rng);
         loop {
@@ -176,48 +251,37 @@ impl Packer {
                 None => true,
             };
             if full {
-                let carry = self.create(
-                    &mut rng,
-                    &pending,
-                    target,
-                    doc_id,
-                    out.len() as u32,
-                    ids,
-                    word_starts,
-                    &mut out,
-                );
+                self.split(&mut rng, &pending, target, &mut a, &mut b, &mut carry);
+                emit(&a, &b);
                 pending.clear();
                 pending_len = 0;
-                for r in carry.into_iter().rev() {
+                for r in carry.drain(..).rev() {
                     queue.push_front(r);
                 }
                 target = self.draw_target(&mut rng);
             }
         }
-        out
     }
 
-    /// Splits `pending` into segments A and B as the reference does, trims them, pushes the
-    /// example, and returns what was trimmed off when it is to be carried.
-    #[allow(clippy::too_many_arguments)]
-    fn create(
+    /// Splits `pending` into segments A and B as the reference does and trims them (into
+    /// `a` and `b`); what was trimmed off goes to `carry` when it is to be carried.
+    fn split(
         &self,
         rng: &mut Rng,
         pending: &[Range<usize>],
         target: usize,
-        doc_id: u64,
-        example_index: u32,
-        ids: &[u32],
-        word_starts: &[bool],
-        out: &mut Vec<PackedExample>,
-    ) -> Pieces {
+        a: &mut Pieces,
+        b: &mut Pieces,
+        carry: &mut Pieces,
+    ) {
         let max = self.options.max_seq_len;
         let first_target = if rng.next_f64() < self.options.single_segment_prob {
             usize::MAX
         } else {
             target.saturating_sub(3) / 2
         };
-        let (mut a, mut b): (Pieces, Pieces) = (Vec::new(), Vec::new());
+        a.clear();
+        b.clear();
         let (mut len_a, mut len_b) = (0usize, 0usize);
         for s in pending {
             if len_a == 0
@@ -231,44 +295,12 @@ impl Packer {
                 b.push(s.clone());
             }
         }
-        let mut carry = trim(&mut a, max - 2);
-        let len_a = total(&a);
-        carry.extend(trim(&mut b, max.saturating_sub(len_a + 3)));
-        let len_b = total(&b);
-
-        let len = len_a + 2 + if len_b > 0 { len_b + 1 } else { 0 };
-        let mut input_ids = Vec::with_capacity(len);
-        let mut starts = Vec::with_capacity(len);
-        let mut segment_ids = Vec::with_capacity(len);
-        input_ids.push(self.special.cls);
-        starts.push(false);
-        for r in &a {
-            input_ids.extend_from_slice(&ids[r.clone()]);
-            starts.extend_from_slice(&word_starts[r.clone()]);
-        }
-        input_ids.push(self.special.sep);
-        starts.push(false);
-        segment_ids.resize(input_ids.len(), 0);
-        if len_b > 0 {
-            for r in &b {
-                input_ids.extend_from_slice(&ids[r.clone()]);
-                starts.extend_from_slice(&word_starts[r.clone()]);
-            }
-            input_ids.push(self.special.sep);
-            starts.push(false);
-            segment_ids.resize(input_ids.len(), 1);
-        }
-        out.push(PackedExample {
-            doc_id,
-            example_index,
-            input_ids,
-            segment_ids,
-            word_starts: starts,
-        });
-        if self.options.split_long_sentences {
-            carry
-        } else {
-            Vec::new()
+        carry.clear();
+        trim(a, max - 2, carry);
+        let len_a = total(a);
+        trim(b, max.saturating_sub(len_a + 3), carry);
+        if !self.options.split_long_sentences {
+            carry.clear();
         }
     }
 

@@ -13,12 +13,13 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{Array, ListArray, RecordBatch, UInt32Array};
+use arrow_schema::SchemaRef;
 use electra_schemas::manifest::{Manifest, ShardEntry};
 use electra_schemas::{check_schema, metadata, tokenized, SCHEMA_VERSION};
 use parquet::arrow::arrow_reader::{
     ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection,
 };
-use parquet::arrow::ArrowWriter;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::{KeyValue, PageIndexPolicy};
 use parquet::file::properties::WriterProperties;
@@ -394,11 +395,24 @@ pub struct ShardChecks {
     pub rows: Option<u64>,
 }
 
+/// Which columns a [`ShardReader`] decodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ShardColumns {
+    /// Every column of [`tokenized::schema`].
+    #[default]
+    All,
+    /// All but `word_starts`, which packing and masking do not read (the loader reads
+    /// shards so): its list is as long as `input_ids`, so decoding it costs as much.
+    /// Batches have [`tokenized::schema`] without that column.
+    WithoutWordStarts,
+}
+
 /// Which rows a [`ShardReader`] reads.
-enum Rows<'a> {
+#[derive(Debug, Clone, Copy)]
+pub enum ShardRows<'a> {
     /// Every row from this one on.
     From(usize),
-    /// Only these (ascending, disjoint).
+    /// Only these (ascending, disjoint, within the file), in order.
     Ranges(&'a [Range<usize>]),
 }
 
@@ -406,6 +420,8 @@ enum Rows<'a> {
 pub struct ShardReader {
     path: PathBuf,
     inner: ParquetRecordBatchReader,
+    /// The schema batches are re-labelled with.
+    schema: SchemaRef,
     vocab_size: Option<u32>,
     failed: bool,
 }
@@ -472,7 +488,7 @@ impl ShardReader {
     /// [`open`](Self::open), reading from row `first_row` on (pages before it are skipped
     /// where the file's page index allows).
     pub fn open_at(path: &Path, checks: &ShardChecks, first_row: usize) -> Result<Self> {
-        Self::open_rows(path, checks, Rows::From(first_row))
+        Self::open_with(path, checks, ShardRows::From(first_row), ShardColumns::All)
     }
 
     /// [`open`](Self::open), reading only the rows in `ranges` (ascending, disjoint, within
@@ -480,10 +496,16 @@ impl ShardReader {
     /// the file's page index allows, and skipped at the level of record boundaries
     /// otherwise.
     pub fn open_ranges(path: &Path, checks: &ShardChecks, ranges: &[Range<usize>]) -> Result<Self> {
-        Self::open_rows(path, checks, Rows::Ranges(ranges))
+        Self::open_with(path, checks, ShardRows::Ranges(ranges), ShardColumns::All)
     }
 
-    fn open_rows(path: &Path, checks: &ShardChecks, rows: Rows<'_>) -> Result<Self> {
+    /// [`open`](Self::open), reading `rows` and decoding `columns`.
+    pub fn open_with(
+        path: &Path,
+        checks: &ShardChecks,
+        rows: ShardRows<'_>,
+        columns: ShardColumns,
+    ) -> Result<Self> {
         if let Some(expected) = &checks.sha256 {
             let actual = file_sha256(path)?;
             if &actual != expected {
@@ -506,8 +528,8 @@ impl ShardReader {
         check_footer(path, &mut file)?;
         // The offset index (page locations) lets a row selection skip whole pages.
         let page_index = match rows {
-            Rows::From(_) => PageIndexPolicy::Skip,
-            Rows::Ranges(_) => PageIndexPolicy::Optional,
+            ShardRows::From(_) => PageIndexPolicy::Skip,
+            ShardRows::Ranges(_) => PageIndexPolicy::Optional,
         };
         let options = ArrowReaderOptions::new().with_offset_index_policy(page_index);
         let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
@@ -544,10 +566,26 @@ impl ShardReader {
                 });
             }
         }
+        let full = tokenized::schema();
+        let (builder, schema) = match columns {
+            ShardColumns::All => (builder, full),
+            ShardColumns::WithoutWordStarts => {
+                // The file's schema equals `tokenized::schema` (checked above), so its
+                // root columns are in that order.
+                let keep: Vec<usize> = (0..full.fields().len())
+                    .filter(|&i| full.field(i).name() != tokenized::WORD_STARTS)
+                    .collect();
+                let mask = ProjectionMask::roots(builder.parquet_schema(), keep.iter().copied());
+                let schema = full
+                    .project(&keep)
+                    .map_err(|e| shard_err(path, e.to_string()))?;
+                (builder.with_projection(mask), Arc::new(schema))
+            }
+        };
         let builder = builder.with_batch_size(READ_BATCH_ROWS);
         let builder = match rows {
-            Rows::From(first_row) => builder.with_offset(first_row),
-            Rows::Ranges(ranges) => {
+            ShardRows::From(first_row) => builder.with_offset(first_row),
+            ShardRows::Ranges(ranges) => {
                 let total =
                     usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
                 let ordered = ranges.windows(2).all(|w| w[0].end <= w[1].start)
@@ -572,6 +610,7 @@ impl ShardReader {
         Ok(Self {
             path: path.to_path_buf(),
             inner,
+            schema,
             vocab_size: checks.vocab_size,
             failed: false,
         })
@@ -605,7 +644,8 @@ impl Iterator for ShardReader {
             return None;
         }
         let item = match self.inner.next()? {
-            Ok(batch) => normalize(batch, &self.path).and_then(|b| self.check_ids(&b).map(|()| b)),
+            Ok(batch) => normalize(batch, &self.schema, &self.path)
+                .and_then(|b| self.check_ids(&b).map(|()| b)),
             Err(e) => Err(shard_err(&self.path, e.to_string())),
         };
         self.failed = item.is_err();
@@ -613,10 +653,9 @@ impl Iterator for ShardReader {
     }
 }
 
-/// Re-labels a batch read from Parquet with the canonical schema (list item names and
+/// Re-labels a batch read from Parquet with the canonical `schema` (list item names and
 /// nullability as written by this crate); nulls anywhere are an error naming the file.
-fn normalize(batch: RecordBatch, path: &Path) -> Result<RecordBatch> {
-    let schema = tokenized::schema();
+fn normalize(batch: RecordBatch, schema: &SchemaRef, path: &Path) -> Result<RecordBatch> {
     let mut columns: Vec<Arc<dyn Array>> = Vec::with_capacity(schema.fields().len());
     for field in schema.fields() {
         let column = batch
@@ -624,7 +663,7 @@ fn normalize(batch: RecordBatch, path: &Path) -> Result<RecordBatch> {
             .ok_or_else(|| shard_err(path, format!("missing column {}", field.name())))?;
         columns.push(relabel(column, field.data_type(), path)?);
     }
-    RecordBatch::try_new(schema, columns).map_err(|e| shard_err(path, e.to_string()))
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| shard_err(path, e.to_string()))
 }
 
 fn relabel(

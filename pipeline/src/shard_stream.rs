@@ -18,11 +18,10 @@ use std::path::{Path, PathBuf};
 
 use arrow_array::{RecordBatch, UInt32Array};
 use electra_schemas::manifest::{ShardEntry, FILE_NAME};
-use electra_schemas::tokenized;
 
 use crate::error::{PipelineError, Result};
 use crate::rng::Rng;
-use crate::shard::{read_manifest, ShardChecks, ShardReader};
+use crate::shard::{read_manifest, ShardChecks, ShardColumns, ShardReader, ShardRows};
 use crate::slice::DataSlice;
 use crate::source::{BadRecordCounts, DocumentChunk};
 
@@ -30,6 +29,8 @@ use crate::source::{BadRecordCounts, DocumentChunk};
 const SHUFFLE_STREAM: u64 = 0x5348_5546;
 /// Sub-stream tag of the per-block document permutations.
 const BLOCK_STREAM: u64 = 0x626c_6f63;
+/// The columns read: packing and masking do not use word starts.
+const COLUMNS: ShardColumns = ShardColumns::WithoutWordStarts;
 /// Documents per chunk handed to a worker.
 pub const CHUNK_DOCUMENTS: usize = 256;
 
@@ -151,9 +152,10 @@ pub struct ShardStream<'a> {
     /// Rows read from the shards but not yet put into a block.
     leftover: Option<RecordBatch>,
     verified: &'a mut HashSet<PathBuf>,
-    /// The current (shuffled) block, its index in the epoch and the next row of it to hand
-    /// out.
+    /// The current block (in read order), its permutation (with `shuffle`), its index in
+    /// the epoch and the next row of it (in permuted order) to hand out.
     block: Option<RecordBatch>,
+    permutation: Option<Vec<u32>>,
     block_index: u64,
     block_next: usize,
     /// Rows of the next block to drop (the documents before the start position).
@@ -249,6 +251,7 @@ impl<'a> ShardStream<'a> {
             leftover: None,
             verified,
             block: None,
+            permutation: None,
             block_index: next_block,
             block_next: 0,
             skip_in_block,
@@ -315,11 +318,11 @@ impl<'a> ShardStream<'a> {
             self.reader = Some(if self.slice.is_whole() {
                 // The whole stream reads every shard from its first row needed on.
                 let first_row = ranges.first().map_or(0, |r| r.start);
-                ShardReader::open_at(path, &checks, first_row)?
+                ShardReader::open_with(path, &checks, ShardRows::From(first_row), COLUMNS)?
             } else if ranges.is_empty() {
                 continue; // none of this slice's rows: never opened
             } else {
-                ShardReader::open_ranges(path, &checks, &ranges)?
+                ShardReader::open_with(path, &checks, ShardRows::Ranges(&ranges), COLUMNS)?
             });
             if verify {
                 self.verified.insert(path.clone());
@@ -352,17 +355,21 @@ impl<'a> ShardStream<'a> {
         Ok(parts)
     }
 
-    /// Reads (and with `shuffle` permutes) the next block; false at the end of the epoch.
-    /// The rows read are exactly this stream's blocks, one after another, each of
-    /// `shuffle_window` rows but the epoch's last, so a block is the next
+    /// Reads the next block (and with `shuffle` draws its permutation); false at the end of
+    /// the epoch. The rows read are exactly this stream's blocks, one after another, each
+    /// of `shuffle_window` rows but the epoch's last, so a block is the next
     /// `shuffle_window` rows.
     fn next_block(&mut self) -> Result<bool> {
         let parts = self.read_rows(Self::block_rows(&self.options))?;
         if parts.is_empty() {
             return Ok(false);
         }
-        let batch = arrow_select::concat::concat_batches(&tokenized::schema(), &parts)?;
-        let block = if self.options.shuffle {
+        let batch = if parts.len() == 1 {
+            parts[0].clone()
+        } else {
+            arrow_select::concat::concat_batches(&parts[0].schema(), &parts)?
+        };
+        self.permutation = self.options.shuffle.then(|| {
             let mut rng = Rng::derive(
                 self.options.seed,
                 &[SHUFFLE_STREAM, self.epoch, BLOCK_STREAM, self.next_block],
@@ -372,39 +379,49 @@ impl<'a> ShardStream<'a> {
                 let j = rng.below(i as u64 + 1) as usize;
                 permutation.swap(i, j);
             }
-            arrow_select::take::take_record_batch(&batch, &UInt32Array::from(permutation))?
-        } else {
-            batch
-        };
+            permutation
+        });
         self.block_index = self.next_block;
         self.next_block += self.slice.count as u64;
         self.block_next = std::mem::take(&mut self.skip_in_block);
-        self.block = Some(block);
+        self.block = Some(batch);
         Ok(true)
     }
 
     /// The next chunk and the position of its first document in the epoch's stream.
-    fn next_chunk(&mut self) -> Result<Option<(u64, RecordBatch)>> {
+    fn next_chunk(&mut self) -> Result<Option<(u64, ShardChunk)>> {
         if !self.blocked {
             let Some(batch) = self.read_batch()? else {
                 return Ok(None);
             };
             let position = self.position;
             self.position += batch.num_rows() as u64;
-            return Ok(Some((position, batch)));
+            return Ok(Some((position, ShardChunk { batch, rows: None })));
         }
         let block_rows = Self::block_rows(&self.options) as u64;
         loop {
             if let Some(block) = &self.block {
                 let rows = block.num_rows();
                 if self.block_next < rows {
-                    let n = CHUNK_DOCUMENTS.min(rows - self.block_next);
-                    let chunk = block.slice(self.block_next, n);
-                    let position = self.block_index * block_rows + self.block_next as u64;
+                    let (from, n) = (self.block_next, CHUNK_DOCUMENTS.min(rows - self.block_next));
+                    let chunk = match &self.permutation {
+                        // The block's buffers are shared; the worker reads the rows in
+                        // permuted order, so nothing is copied here.
+                        Some(permutation) => ShardChunk {
+                            batch: block.clone(),
+                            rows: Some(permutation[from..from + n].to_vec()),
+                        },
+                        None => ShardChunk {
+                            batch: block.slice(from, n),
+                            rows: None,
+                        },
+                    };
+                    let position = self.block_index * block_rows + from as u64;
                     self.block_next += n;
                     return Ok(Some((position, chunk)));
                 }
                 self.block = None;
+                self.permutation = None;
             }
             if !self.next_block()? {
                 return Ok(None);
@@ -412,20 +429,14 @@ impl<'a> ShardStream<'a> {
         }
     }
 
-    /// The next chunk with the position of its first document in the epoch's stream (its
-    /// documents follow at consecutive positions).
-    pub fn next_positioned(&mut self) -> Option<Result<(u64, DocumentChunk)>> {
+    /// The next chunk, not gathered, with the position of its first document in the
+    /// epoch's stream (its documents follow at consecutive positions).
+    pub fn next_chunk_rows(&mut self) -> Option<Result<(u64, ShardChunk)>> {
         if self.done {
             return None;
         }
         match self.next_chunk() {
-            Ok(Some((position, batch))) => Some(Ok((
-                position,
-                DocumentChunk {
-                    batch,
-                    bad_records: BadRecordCounts::default(),
-                },
-            ))),
+            Ok(Some(chunk)) => Some(Ok(chunk)),
             Ok(None) => {
                 self.done = true;
                 None
@@ -434,6 +445,54 @@ impl<'a> ShardStream<'a> {
                 self.done = true;
                 Some(Err(e))
             }
+        }
+    }
+
+    /// [`next_chunk_rows`](Self::next_chunk_rows) with the chunk's rows gathered into a
+    /// batch of their own.
+    pub fn next_positioned(&mut self) -> Option<Result<(u64, DocumentChunk)>> {
+        self.next_chunk_rows().map(|item| {
+            let (position, chunk) = item?;
+            Ok((
+                position,
+                DocumentChunk {
+                    batch: chunk.gather()?,
+                    bad_records: BadRecordCounts::default(),
+                },
+            ))
+        })
+    }
+}
+
+/// A chunk of tokenized documents as a [`ShardStream`] reads it: rows `rows` of `batch`,
+/// in that order (all of them, in order, when `None`).
+#[derive(Debug, Clone)]
+pub struct ShardChunk {
+    /// Tokenized documents (without word starts).
+    pub batch: RecordBatch,
+    /// The rows of `batch` in the chunk, in order.
+    pub rows: Option<Vec<u32>>,
+}
+
+impl ShardChunk {
+    /// Documents in the chunk.
+    pub fn len(&self) -> usize {
+        self.rows.as_ref().map_or(self.batch.num_rows(), Vec::len)
+    }
+
+    /// Whether the chunk has no document.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The chunk's documents as a batch of their own, in order.
+    pub fn gather(self) -> Result<RecordBatch> {
+        match self.rows {
+            None => Ok(self.batch),
+            Some(rows) => Ok(arrow_select::take::take_record_batch(
+                &self.batch,
+                &UInt32Array::from(rows),
+            )?),
         }
     }
 }

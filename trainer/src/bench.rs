@@ -45,6 +45,11 @@ pub struct PipelineBench {
     pub pipeline_tokens_per_sec: f64,
     /// Per worker thread.
     pub tokens_per_sec_per_thread: f64,
+    /// CPU time of the whole process over the measurement (every thread: reader, workers,
+    /// batcher and the consumer), in seconds.
+    pub cpu_seconds: f64,
+    /// `tokens / cpu_seconds`: throughput per core of CPU time actually used.
+    pub tokens_per_cpu_sec: f64,
     /// Peak resident memory of the process.
     pub peak_rss_bytes: u64,
     /// Resident memory before the pipeline started (the binary, libtorch's libraries and
@@ -67,9 +72,11 @@ pub fn bench_pipeline(
     let mut batches = 0u64;
     let mut tokens = 0u64;
     let mut seconds = 0.0;
+    let mut cpu_seconds = 0.0;
     if let Some(first) = loader.next() {
         first?;
         let started = Instant::now();
+        let cpu_started = crate::device::process_cpu_seconds();
         for batch in loader.by_ref() {
             let batch = batch?;
             batches += 1;
@@ -79,6 +86,7 @@ pub fn bench_pipeline(
             }
         }
         seconds = started.elapsed().as_secs_f64();
+        cpu_seconds = crate::device::process_cpu_seconds() - cpu_started;
     }
     let rate = tokens as f64 / seconds.max(1e-9);
     Ok(PipelineBench {
@@ -88,6 +96,8 @@ pub fn bench_pipeline(
         seconds,
         pipeline_tokens_per_sec: rate,
         tokens_per_sec_per_thread: rate / threads.max(1) as f64,
+        cpu_seconds,
+        tokens_per_cpu_sec: tokens as f64 / cpu_seconds.max(1e-9),
         peak_rss_bytes: peak_rss_bytes(),
         baseline_rss_bytes,
     })

@@ -1013,6 +1013,16 @@ fn run_bench_pipeline(args: BenchPipelineArgs) -> anyhow::Result<()> {
             "tokens/s per thread", result.tokens_per_sec_per_thread
         );
         println!(
+            "  {:<28} {:.2} ({:.2} cores)",
+            "CPU seconds, all threads",
+            result.cpu_seconds,
+            result.cpu_seconds / result.seconds.max(1e-9)
+        );
+        println!(
+            "  {:<28} {:.0}",
+            "tokens per CPU second", result.tokens_per_cpu_sec
+        );
+        println!(
             "  {:<28} {:.1}",
             "peak RSS MB",
             result.peak_rss_bytes as f64 / 1e6

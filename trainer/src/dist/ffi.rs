@@ -1,6 +1,6 @@
 //! Safe wrappers over the C++ shim (`trainer/csrc/`): c10d's TCPStore and, in builds with
 //! `cfg(electra_nccl)`, ProcessGroupNCCL. The crate's other `unsafe` code is
-//! in `device.rs` (autocast, CUDA memory statistics, `mallopt`).
+//! in `device.rs` (autocast, CUDA memory statistics, `mallopt`, `getrusage`).
 //! Errors are the shim's messages (C++ exceptions caught there); callers add the context.
 
 #![allow(unsafe_code)]
