@@ -178,6 +178,9 @@ print("MB/s: Python's is measured (text bytes / seconds); ours is tokens/s times
 print("token of the per-stage sample; the bare tokenizer is the tokenizers crate (ours) and")
 print("tokenizer(batch) through Python (python rows). Python seconds exclude its one-time")
 print("zstd -> Arrow load (python JSON: load_seconds, tokens_per_sec_incl_load).")
+if sh:
+    print(f"Shards: {fmt(sh.get('cpu_seconds'))} s of CPU (reader, worker, batcher, consumer) in "
+          f"{fmt(sh.get('seconds'))} s, so {fmt(sh.get('tokens_per_cpu_sec'))} tokens per CPU second.")
 print()
 
 def ratio(a, b):
@@ -188,7 +191,10 @@ checks = [
     ("ours 2 threads / ours 1 thread", ratio(o2 and o2["pipeline_tokens_per_sec"], o1 and o1["pipeline_tokens_per_sec"]), 1.8, ">= 1.80"),
     ("ours / python, 1 core", ratio(o1 and o1["pipeline_tokens_per_sec"], p1 and p1["tokens_per_sec"]), 2.0, ">= 2.00"),
     ("ours / python, 2 cores", ratio(o2 and o2["pipeline_tokens_per_sec"], p2 and p2["tokens_per_sec"]), 2.0, ">= 2.00"),
-    ("shards tokens/s per core / 20M", ratio(sh and sh["pipeline_tokens_per_sec"] / max(sh.get("threads", 1), 1), 20e6), 1.0, ">= 1.00"),
+    ("ours 2 threads / bare tokenizer 2 threads", ratio(o2 and o2["pipeline_tokens_per_sec"], o2 and o2.get("tokenizer_threads_tokens_per_sec")), None, "(info)"),
+    ("bare tokenizer 2 threads / 1 thread (the machine)", ratio(o2 and o2.get("tokenizer_threads_tokens_per_sec"), o2 and o2.get("tokenizer_tokens_per_sec")), None, "(info)"),
+    ("shards tokens/s per worker thread / 20M", ratio(sh and sh["pipeline_tokens_per_sec"] / max(sh.get("threads", 1), 1), 20e6), 1.0, ">= 1.00"),
+    ("shards tokens per CPU second (all threads) / 20M", ratio(sh and sh.get("tokens_per_cpu_sec"), 20e6), 1.0, ">= 1.00"),
     ("python bare tokenizer / ours bare tokenizer", ratio(p1 and p1.get("tokenizer_tokens_per_sec"), o1 and o1.get("tokenizer_tokens_per_sec")), None, "(info)"),
 ]
 big, small = load("rss-big"), load("rss-small")

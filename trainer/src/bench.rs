@@ -128,6 +128,55 @@ pub struct StageBench {
     /// The `tokenizers` crate encoding the sample's sentences one by one on one thread
     /// (`encode_fast`, no special tokens): the limit of the live path.
     pub tokenizer_tokens_per_sec: f64,
+    /// Threads of the multi-threaded bare-tokenizer run (the loader's worker count).
+    pub tokenizer_threads: usize,
+    /// The same on `tokenizer_threads` threads at once, each encoding every
+    /// `tokenizer_threads`-th sentence: how far this machine scales the tokenizer alone,
+    /// the limit of the pipeline at that thread count.
+    pub tokenizer_threads_tokens_per_sec: f64,
+}
+
+/// Encodes `sentences` one by one (`encode_fast`, no special tokens) on `threads` threads
+/// at once, thread t taking sentences t, t + threads, ...: `(tokens, seconds)`.
+fn bare_tokenizer(
+    tokenizer: &TextTokenizer,
+    sentences: &[String],
+    threads: usize,
+) -> Result<(u64, f64)> {
+    let threads = threads.max(1);
+    let started = Instant::now();
+    let counts = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || -> std::result::Result<u64, String> {
+                    let mut tokens = 0u64;
+                    for sentence in sentences.iter().skip(t).step_by(threads) {
+                        let encoding = tokenizer
+                            .inner()
+                            .encode_fast(sentence.as_str(), false)
+                            .map_err(|e| e.to_string())?;
+                        tokens += encoding.len() as u64;
+                    }
+                    Ok(tokens)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a tokenizer thread panicked".into()))
+            })
+            .collect::<std::result::Result<Vec<u64>, String>>()
+    })
+    .map_err(|reason| crate::error::TrainError::InvalidConfig {
+        field: "tokenizer".into(),
+        reason,
+    })?;
+    Ok((
+        counts.iter().sum(),
+        started.elapsed().as_secs_f64().max(1e-9),
+    ))
 }
 
 /// Bytes of sentence text in a documents batch (the string buffer's length, no copy).
@@ -145,7 +194,8 @@ fn text_len(batch: &arrow_array::RecordBatch) -> u64 {
 }
 
 /// Reads up to `sample_bytes` of text from the raw corpus of `config` and times each stage
-/// alone over it on this thread, then the bare tokenizer on the same sentences.
+/// alone over it on this thread, then the bare tokenizer on the same sentences, on one
+/// thread and on the loader's worker count.
 pub fn bench_stages(
     config: &DataConfig,
     tokenizer: &TextTokenizer,
@@ -216,19 +266,9 @@ pub fn bench_stages(
     std::hint::black_box(masked);
 
     let all: Vec<String> = chunks.iter().flat_map(|c| sentences(&c.batch)).collect();
-    let started = Instant::now();
-    let mut bare_tokens = 0u64;
-    for sentence in &all {
-        let encoding = tokenizer
-            .inner()
-            .encode_fast(sentence.as_str(), false)
-            .map_err(|e| crate::error::TrainError::InvalidConfig {
-                field: "tokenizer".into(),
-                reason: e.to_string(),
-            })?;
-        bare_tokens += encoding.len() as u64;
-    }
-    let bare = started.elapsed().as_secs_f64().max(1e-9);
+    let (bare_tokens, bare) = bare_tokenizer(tokenizer, &all, 1)?;
+    let threads = config.worker_threads();
+    let (threads_tokens, threads_seconds) = bare_tokenizer(tokenizer, &all, threads)?;
 
     let stage = |name, seconds: f64| Stage {
         name,
@@ -246,5 +286,7 @@ pub fn bench_stages(
             stage("mask", mask),
         ],
         tokenizer_tokens_per_sec: bare_tokens as f64 / bare,
+        tokenizer_threads: threads,
+        tokenizer_threads_tokens_per_sec: threads_tokens as f64 / threads_seconds,
     })
 }

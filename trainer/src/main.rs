@@ -974,6 +974,10 @@ fn run_bench_pipeline(args: BenchPipelineArgs) -> anyhow::Result<()> {
                 "tokenizer_tokens_per_sec".into(),
                 stages.tokenizer_tokens_per_sec.into(),
             );
+            object.insert(
+                "tokenizer_threads_tokens_per_sec".into(),
+                stages.tokenizer_threads_tokens_per_sec.into(),
+            );
             object.insert("stages".into(), serde_json::to_value(stages)?);
         }
         println!("{value}");
@@ -998,6 +1002,15 @@ fn run_bench_pipeline(args: BenchPipelineArgs) -> anyhow::Result<()> {
                 "  {:<28} {:>8} {:>10} {:>14.0}",
                 "bare tokenizer (limit)", "", "", st.tokenizer_tokens_per_sec
             );
+            if st.tokenizer_threads > 1 {
+                println!(
+                    "  {:<28} {:>8} {:>10} {:>14.0}",
+                    format!("bare tokenizer, {} threads", st.tokenizer_threads),
+                    "",
+                    "",
+                    st.tokenizer_threads_tokens_per_sec
+                );
+            }
             println!("  the whole pipeline through the queue:");
         }
         println!("  {:<28} {}", "threads", result.threads);
