@@ -163,13 +163,9 @@ impl Stages {
         let (io, ids): (&[i32], &UInt32Array) = list_column(&tokenized, tokenized::INPUT_IDS)?;
         let (eo, ends): (&[i32], &UInt32Array) = list_column(&tokenized, tokenized::SENTENCE_ENDS)?;
         let (ids, ends) = (ids.values(), ends.values());
-        let all = 0..tokenized.num_rows() as u32;
-        let order: &mut dyn Iterator<Item = u32> = match rows {
-            Some(rows) => &mut rows.iter().copied(),
-            None => &mut all.clone(),
-        };
-        for (k, row) in order.enumerate() {
-            let row = row as usize;
+        let documents = rows.map_or(tokenized.num_rows(), <[u32]>::len);
+        for k in 0..documents {
+            let row = rows.map_or(k, |rows| rows[k] as usize);
             block.push_document(
                 &self.packer,
                 &self.masker,
