@@ -151,7 +151,9 @@ impl Batch {
             real_tokens += n;
             input_ids.extend(e.input_ids.iter().map(|&id| i64::from(id)));
             input_ids.resize(base + l, pad);
-            segment_ids.extend(e.segment_ids.iter().map(|&s| i64::from(s)));
+            // Exactly n segment ids per row, whatever the example holds.
+            segment_ids.extend(e.segment_ids.iter().take(n).map(|&s| i64::from(s)));
+            segment_ids.resize(base + n, 0);
             segment_ids.resize(base + l, 0);
             attention_mask.resize(base + n, 1);
             attention_mask.resize(base + l, 0);

@@ -45,19 +45,19 @@ pub struct MaskedBlock {
     doc_ids: Vec<u64>,
     example_indices: Vec<u32>,
     /// Example i's tokens are `token_ends[i - 1]..token_ends[i]` (from 0 for the first).
-    token_ends: Vec<u32>,
+    token_ends: Vec<usize>,
     input_ids: Vec<u32>,
     segment_ids: Vec<u8>,
     /// Example i's predictions are `mask_ends[i - 1]..mask_ends[i]`.
-    mask_ends: Vec<u32>,
+    mask_ends: Vec<usize>,
     masked_positions: Vec<u32>,
     masked_labels: Vec<u32>,
 }
 
 /// `ends[i - 1]..ends[i]`, from 0 for the first.
-fn span(ends: &[u32], i: usize) -> Range<usize> {
-    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
-    start..ends[i] as usize
+fn span(ends: &[usize], i: usize) -> Range<usize> {
+    let start = if i == 0 { 0 } else { ends[i - 1] };
+    start..ends[i]
 }
 
 impl MaskedBlock {
@@ -107,11 +107,11 @@ impl MaskedBlock {
         self.example_indices.push(example.example_index);
         self.input_ids.extend_from_slice(example.input_ids);
         self.segment_ids.extend_from_slice(example.segment_ids);
-        self.token_ends.push(self.input_ids.len() as u32);
+        self.token_ends.push(self.input_ids.len());
         self.masked_positions
             .extend_from_slice(example.masked_positions);
         self.masked_labels.extend_from_slice(example.masked_labels);
-        self.mask_ends.push(self.masked_positions.len() as u32);
+        self.mask_ends.push(self.masked_positions.len());
     }
 
     /// Packs the document `ids` (with cumulative `sentence_ends`) as `packer` does, masks
@@ -145,8 +145,8 @@ impl MaskedBlock {
             self.documents.push(document);
             self.doc_ids.push(doc_id);
             self.example_indices.push(example_index);
-            self.token_ends.push(self.input_ids.len() as u32);
-            self.mask_ends.push(self.masked_positions.len() as u32);
+            self.token_ends.push(self.input_ids.len());
+            self.mask_ends.push(self.masked_positions.len());
             example_index += 1;
         });
     }

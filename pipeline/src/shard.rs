@@ -570,14 +570,17 @@ impl ShardReader {
         let (builder, schema) = match columns {
             ShardColumns::All => (builder, full),
             ShardColumns::WithoutWordStarts => {
-                // The file's schema equals `tokenized::schema` (checked above), so its
-                // root columns are in that order.
-                let keep: Vec<usize> = (0..full.fields().len())
-                    .filter(|&i| full.field(i).name() != tokenized::WORD_STARTS)
-                    .collect();
-                let mask = ProjectionMask::roots(builder.parquet_schema(), keep.iter().copied());
+                // By the file's own root columns: it may order them otherwise or hold
+                // more (a shard rewritten by another tool), which `check_schema` allows.
+                let without = |schema: &arrow_schema::Schema| -> Vec<usize> {
+                    (0..schema.fields().len())
+                        .filter(|&i| schema.field(i).name() != tokenized::WORD_STARTS)
+                        .collect()
+                };
+                let keep = without(builder.schema());
+                let mask = ProjectionMask::roots(builder.parquet_schema(), keep);
                 let schema = full
-                    .project(&keep)
+                    .project(&without(&full))
                     .map_err(|e| shard_err(path, e.to_string()))?;
                 (builder.with_projection(mask), Arc::new(schema))
             }

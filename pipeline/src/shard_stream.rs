@@ -1,5 +1,7 @@
 //! Training from Parquet shards: the shards of one or more manifests, streamed as chunks
-//! of tokenized documents, with a deterministic per-epoch shuffle.
+//! of tokenized documents, with a deterministic per-epoch shuffle. The chunks have the
+//! `tokenized` schema without `word_starts`, which packing and masking do not read
+//! ([`ShardColumns::WithoutWordStarts`]).
 //!
 //! Every epoch the shard order is permuted (from an RNG derived from (seed, epoch)); the
 //! documents of the permuted shards, one after another, are cut into blocks of

@@ -758,3 +758,62 @@ fn a_shard_write_on_a_full_disk_fails_naming_the_file_and_leaves_nothing() {
         assert!(left.is_empty(), "files left behind: {left:?}");
     }
 }
+
+#[test]
+fn a_shard_with_reordered_and_extra_columns_trains_like_the_original() {
+    use arrow_array::{ArrayRef, RecordBatch, StringArray};
+    use arrow_schema::{Field, Schema};
+    use parquet::file::metadata::KeyValue;
+    use parquet::file::properties::WriterProperties;
+    use std::sync::Arc;
+    let f = fixture();
+    let mut config = f.config.clone();
+    config.shuffle = true;
+    let before = batches(&config, usize::MAX);
+    // Shard 0 as another tool might rewrite it: the columns in another order, word_starts
+    // first, and one more column.
+    let rows = f.rows(0);
+    let order = [
+        "word_starts",
+        "sentence_ends",
+        "doc_id",
+        "input_ids",
+        "source",
+    ];
+    let mut fields: Vec<Field> = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for name in order {
+        let schema = rows.schema();
+        fields.push(schema.field_with_name(name).unwrap().clone());
+        columns.push(rows.column_by_name(name).unwrap().clone());
+        if name == "doc_id" {
+            fields.push(Field::new("note", arrow_schema::DataType::Utf8, false));
+            columns.push(Arc::new(StringArray::from_iter_values(
+                (0..rows.num_rows()).map(|i| format!("row {i}")),
+            )));
+        }
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    let metadata = vec![
+        KeyValue::new(
+            electra_schemas::metadata::SCHEMA_VERSION.to_string(),
+            electra_schemas::SCHEMA_VERSION.to_string(),
+        ),
+        KeyValue::new(
+            electra_schemas::metadata::TOKENIZER_SHA256.to_string(),
+            f.manifest.tokenizer_sha256.clone(),
+        ),
+    ];
+    let props = WriterProperties::builder()
+        .set_key_value_metadata(Some(metadata))
+        .build();
+    let mut bytes = Vec::new();
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), Some(props)).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    f.replace_listed(0, &bytes, f.manifest.shards[0].rows);
+    let after = batches(&config, usize::MAX);
+    assert!(before.len() > 10, "{} batches", before.len());
+    assert!(same_batches(&before, &after));
+}
