@@ -236,18 +236,12 @@ impl Masker {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::tokenize::tests::SPECIAL;
     use proptest::prelude::*;
 
-    const SPECIAL: SpecialTokens = SpecialTokens {
-        cls: 101,
-        sep: 102,
-        mask: 103,
-        pad: 0,
-    };
-
-    fn masker(strategy: MaskStrategy) -> Masker {
+    pub(crate) fn masker(strategy: MaskStrategy) -> Masker {
         Masker::new(
             MaskOptions {
                 mask_prob: 0.15,

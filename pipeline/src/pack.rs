@@ -402,19 +402,12 @@ pub fn examples_to_batch(packed: &[PackedExample]) -> Result<RecordBatch> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::tokenize::tests::{bert, docs};
+    use crate::tokenize::tests::{bert, docs, SPECIAL};
     use proptest::prelude::*;
 
-    const SPECIAL: SpecialTokens = SpecialTokens {
-        cls: 101,
-        sep: 102,
-        mask: 103,
-        pad: 0,
-    };
-
-    fn packer(max_seq_len: usize, split: bool) -> Packer {
+    pub(crate) fn packer(max_seq_len: usize, split: bool) -> Packer {
         Packer::new(
             PackOptions {
                 max_seq_len,

@@ -271,6 +271,14 @@ pub(crate) mod tests {
         "/../data/tokenizer/bert-base-uncased/tokenizer.json"
     );
 
+    /// bert-base-uncased's special ids, for tests that need no tokenizer.
+    pub(crate) const SPECIAL: SpecialTokens = SpecialTokens {
+        cls: 101,
+        sep: 102,
+        mask: 103,
+        pad: 0,
+    };
+
     pub(crate) fn bert() -> TextTokenizer {
         TextTokenizer::from_file(BERT).unwrap()
     }
