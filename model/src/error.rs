@@ -89,6 +89,15 @@ impl ModelError {
     }
 }
 
+impl From<electra_fsutil::FileError> for ModelError {
+    fn from(e: electra_fsutil::FileError) -> Self {
+        Self::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 /// `Result` with [`ModelError`].
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 

@@ -145,7 +145,7 @@ pub(crate) fn write_json(path: &Path, value: &Value) -> Result<()> {
         message: e.to_string(),
     })?;
     text.push('\n');
-    safetensors::write_atomic(path, text.as_bytes())
+    Ok(electra_fsutil::write_atomic(path, text.as_bytes())?)
 }
 
 /// The BERT names of the special tokens, in `tokenizer_config.json` key order.
@@ -294,9 +294,9 @@ impl HfTokenizerFiles {
 
     /// Writes the tokenizer files into `dir`.
     pub fn write(&self, dir: &Path, model_max_length: i64) -> Result<()> {
-        safetensors::write_atomic(&dir.join("tokenizer.json"), &self.tokenizer_json)?;
+        electra_fsutil::write_atomic(&dir.join("tokenizer.json"), &self.tokenizer_json)?;
         if let Some(vocab) = &self.vocab_txt {
-            safetensors::write_atomic(&dir.join("vocab.txt"), vocab.as_bytes())?;
+            electra_fsutil::write_atomic(&dir.join("vocab.txt"), vocab.as_bytes())?;
         }
         write_json(
             &dir.join("tokenizer_config.json"),

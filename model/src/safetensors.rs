@@ -7,7 +7,6 @@
 //! file before trusting it.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
@@ -103,32 +102,6 @@ pub fn serialize(
     Ok(out)
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename, and an
-/// fsync of the folder.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        Ok(())
-    };
-    if let Err(source) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(ModelError::Io { path: tmp, source });
-    }
-    std::fs::rename(&tmp, path).map_err(ModelError::io(path))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
 /// Writes named tensors as a safetensors file, atomically.
 pub fn save(
     path: &Path,
@@ -136,7 +109,7 @@ pub fn save(
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
     let bytes = serialize(tensors, metadata, path)?;
-    write_atomic(path, &bytes)
+    Ok(electra_fsutil::write_atomic(path, &bytes)?)
 }
 
 /// A parsed safetensors file.

@@ -5,6 +5,15 @@ use std::path::PathBuf;
 
 use electra_schemas::SchemaError;
 
+impl From<electra_fsutil::FileError> for PipelineError {
+    fn from(e: electra_fsutil::FileError) -> Self {
+        Self::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 /// Result alias for the pipeline.
 pub type Result<T> = std::result::Result<T, PipelineError>;
 

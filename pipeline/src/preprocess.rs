@@ -25,9 +25,9 @@ use electra_schemas::SCHEMA_VERSION;
 use crate::config::OversizedLinePolicy;
 use crate::error::{PipelineError, Result};
 use crate::parallel::ordered_map;
-use crate::shard::{
-    file_sha256, read_manifest, shard_name, write_manifest, ShardWriter, ShardWriterOptions,
-};
+use electra_fsutil::file_sha256;
+
+use crate::shard::{read_manifest, shard_name, write_manifest, ShardWriter, ShardWriterOptions};
 use crate::source::{BadRecordCounts, DocumentChunk, DocumentReader, SourceOptions};
 use crate::tokenize::TextTokenizer;
 

@@ -7,13 +7,14 @@
 //! the only authority on which shards exist.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{Array, ListArray, RecordBatch, UInt32Array};
 use arrow_schema::SchemaRef;
+use electra_fsutil::{file_sha256, fsync_parent, tmp_path, write_atomic};
 use electra_schemas::manifest::{Manifest, ShardEntry};
 use electra_schemas::{check_schema, metadata, tokenized, SCHEMA_VERSION};
 use parquet::arrow::arrow_reader::{
@@ -23,7 +24,6 @@ use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::{KeyValue, PageIndexPolicy};
 use parquet::file::properties::WriterProperties;
-use sha2::{Digest, Sha256};
 
 use crate::error::{PipelineError, Result};
 
@@ -58,70 +58,6 @@ fn shard_err(path: &Path, reason: impl Into<String>) -> PipelineError {
     PipelineError::BadShard {
         path: path.to_path_buf(),
         reason: reason.into(),
-    }
-}
-
-/// Hex sha256 of a file, streamed.
-pub fn file_sha256(path: &Path) -> Result<String> {
-    let mut file = File::open(path).map_err(io_err(path))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(io_err(path))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
-/// Hex sha256 of bytes.
-pub fn bytes_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Writes `bytes` to `path` through a temporary file, fsync and rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_path(path);
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io_err(&tmp)(e));
-    }
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
-    sync_dir(path);
-    Ok(())
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
-}
-
-fn sync_dir(path: &Path) {
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = File::open(if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        }) {
-            let _ = d.sync_all();
-        }
     }
 }
 
@@ -167,7 +103,7 @@ pub fn write_manifest(path: &Path, manifest: &Manifest) -> Result<()> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    write_atomic(path, text.as_bytes())
+    Ok(write_atomic(path, text.as_bytes())?)
 }
 
 /// How shards are cut and compressed.
@@ -345,7 +281,7 @@ impl ShardWriter {
             .len();
         let sha256 = file_sha256(&shard.tmp)?;
         std::fs::rename(&shard.tmp, &shard.path).map_err(io_err(&shard.path))?;
-        sync_dir(&shard.path);
+        fsync_parent(&shard.path);
         self.next_index += 1;
         Ok(ShardEntry {
             path: shard.name,

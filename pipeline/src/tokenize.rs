@@ -106,7 +106,7 @@ impl TextTokenizer {
                 source,
             }
         })?;
-        let sha256 = crate::shard::bytes_sha256(&bytes);
+        let sha256 = electra_fsutil::bytes_sha256(&bytes);
         let special = SpecialTokens {
             cls: find_token(&inner, &["[CLS]", "<s>"])?,
             sep: find_token(&inner, &["[SEP]", "</s>"])?,

@@ -447,7 +447,7 @@ impl Fixture {
         std::fs::write(self.shard(i), bytes).unwrap();
         let mut m = self.manifest.clone();
         m.shards[i].bytes = bytes.len() as u64;
-        m.shards[i].sha256 = electra_pipeline::shard::bytes_sha256(bytes);
+        m.shards[i].sha256 = electra_fsutil::bytes_sha256(bytes);
         m.shards[i].rows = rows;
         write_manifest(&self.manifest_path, &m).unwrap();
     }

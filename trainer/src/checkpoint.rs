@@ -24,8 +24,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use electra_fsutil::file_sha256;
 use electra_model::safetensors;
-use electra_pipeline::shard::file_sha256;
 use electra_pipeline::{BadRecordCounts, DataCursor};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -134,12 +134,6 @@ fn parse_step(name: &str) -> Option<u64> {
     name.strip_prefix("step-")?.parse().ok()
 }
 
-fn fsync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + use<> {
     TrainError::io(path.to_path_buf())
 }
@@ -187,8 +181,8 @@ impl CheckpointWriter {
             std::fs::remove_dir_all(&dest).map_err(io(&dest))?;
         }
         std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
-        fsync_dir(&self.dir);
-        safetensors::write_atomic(&self.dir.join(LATEST_FILE), name.as_bytes())?;
+        electra_fsutil::fsync_dir(&self.dir);
+        electra_fsutil::write_atomic(&self.dir.join(LATEST_FILE), name.as_bytes())?;
         self.prune(state.step);
         Ok(dest)
     }
@@ -215,13 +209,13 @@ impl CheckpointWriter {
         safetensors::save(&tmp.join(TENSORS_FILE), tensors, &metadata)?;
         let json = serde_json::to_vec_pretty(state)
             .map_err(|e| corrupt(tmp, format!("cannot encode the trainer state: {e}")))?;
-        safetensors::write_atomic(&tmp.join(STATE_FILE), &json)?;
+        electra_fsutil::write_atomic(&tmp.join(STATE_FILE), &json)?;
         let sums = checksums(tmp)?;
-        safetensors::write_atomic(&tmp.join(CHECKSUMS_FILE), sums.as_bytes())?;
+        electra_fsutil::write_atomic(&tmp.join(CHECKSUMS_FILE), sums.as_bytes())?;
         for folder in model {
-            fsync_dir(&tmp.join(folder.name));
+            electra_fsutil::fsync_dir(&tmp.join(folder.name));
         }
-        fsync_dir(tmp);
+        electra_fsutil::fsync_dir(tmp);
         Ok(())
     }
 

@@ -61,6 +61,15 @@ pub enum TrainError {
     Device { reason: String },
 }
 
+impl From<electra_fsutil::FileError> for TrainError {
+    fn from(e: electra_fsutil::FileError) -> Self {
+        Self::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl TrainError {
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {

@@ -880,7 +880,7 @@ pub fn finetune(options: &FinetuneOptions) -> Result<FinetuneReport> {
     let mut text = serde_json::to_string_pretty(&report)
         .map_err(|e| invalid("results.json", e.to_string()))?;
     text.push('\n');
-    electra_model::safetensors::write_atomic(&path, text.as_bytes())?;
+    electra_fsutil::write_atomic(&path, text.as_bytes())?;
     Ok(report)
 }
 

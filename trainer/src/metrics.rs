@@ -105,7 +105,7 @@ impl MetricsWriter {
                 kept.push('\n');
             }
         }
-        electra_model::safetensors::write_atomic(path, kept.as_bytes())?;
+        electra_fsutil::write_atomic(path, kept.as_bytes())?;
         Self::open(path, true)
     }
 

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use electra_pipeline::shard::bytes_sha256;
+use electra_fsutil::bytes_sha256;
 use electra_pipeline::TextTokenizer;
 
 use crate::error::Result;
@@ -24,7 +24,7 @@ pub fn load_tokenizer(path: &str) -> Result<TextTokenizer> {
             .map(|b| b == DEFAULT_TOKENIZER_JSON)
             .unwrap_or(false);
         if !fresh {
-            electra_model::safetensors::write_atomic(&cached, DEFAULT_TOKENIZER_JSON)?;
+            electra_fsutil::write_atomic(&cached, DEFAULT_TOKENIZER_JSON)?;
         }
         return Ok(TextTokenizer::from_file(&cached)?);
     }

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use electra_model::safetensors;
 use electra_model::stats::STATS_LEN;
 use electra_model::{ElectraConfig, ElectraInput, ElectraOptions, ElectraStats};
 use electra_pipeline::{BadRecordCounts, Batch, LoaderStart, TextTokenizer};
@@ -463,7 +462,7 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
     }
     let (disc_cfg, gen_cfg) = model_configs(config, &tokenizer);
     if is_main {
-        safetensors::write_atomic(&run_dir.join("config.toml"), config.to_toml()?.as_bytes())?;
+        electra_fsutil::write_atomic(&run_dir.join("config.toml"), config.to_toml()?.as_bytes())?;
     }
 
     let t = &config.train;
