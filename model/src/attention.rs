@@ -5,7 +5,7 @@ use tch::{nn, Tensor};
 
 use crate::config::ElectraConfig;
 use crate::dropout::{attention, dropout};
-use crate::layers::{linear, push_linear, LayerNorm};
+use crate::layers::{linear, LayerNorm};
 
 /// `attention.self`: the `query`, `key` and `value` projections and fused scaled dot-product
 /// attention ([`attention`](crate::dropout::attention)).
@@ -66,12 +66,6 @@ impl SelfAttention {
             .transpose(1, 2)
             .reshape([batch, seq, self.num_heads * self.head_dim])
     }
-
-    pub(crate) fn push_named(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
-        push_linear(&self.query, &format!("{prefix}.query"), out);
-        push_linear(&self.key, &format!("{prefix}.key"), out);
-        push_linear(&self.value, &format!("{prefix}.value"), out);
-    }
 }
 
 /// `attention.output`: `dense` `[H, H]`, dropout, residual connection, `LayerNorm`.
@@ -100,12 +94,6 @@ impl AttentionOutput {
         let projected = dropout(&context.apply(&self.dense), self.dropout, train);
         self.layer_norm.forward(&(projected + residual))
     }
-
-    pub(crate) fn push_named(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
-        push_linear(&self.dense, &format!("{prefix}.dense"), out);
-        self.layer_norm
-            .push_named(&format!("{prefix}.LayerNorm"), out);
-    }
 }
 
 /// `attention`: [`SelfAttention`] then [`AttentionOutput`] (post-LayerNorm).
@@ -129,12 +117,6 @@ impl Attention {
     pub fn forward_t(&self, hidden: &Tensor, key_mask: &Tensor, train: bool) -> Tensor {
         let context = self.self_attention.forward_t(hidden, key_mask, train);
         self.output.forward_t(&context, hidden, train)
-    }
-
-    pub(crate) fn push_named(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
-        self.self_attention
-            .push_named(&format!("{prefix}.self"), out);
-        self.output.push_named(&format!("{prefix}.output"), out);
     }
 }
 

@@ -28,16 +28,15 @@ use crate::config::{Activation, ElectraConfig};
 use crate::dropout::dropout;
 use crate::encoder::{ElectraModel, EncoderInput};
 use crate::error::{ModelError, Result};
-use crate::hf::{hf_safetensors_metadata, write_json, HF_CONFIG_FILE, HF_WEIGHTS_FILE};
+use crate::hf::{save_hf_folder, HF_CONFIG_FILE};
 use crate::hf_config::config_json;
 use crate::hf_import::{copy_weights, read_hf_config, read_hf_weights};
-use crate::layers::{linear, push_linear};
-use crate::safetensors;
+use crate::layers::linear;
+use crate::params::{prefix_of, variables_under};
 
 /// `architectures` of a sequence-classification `config.json`.
 pub const HF_CLASSIFIER_ARCHITECTURE: &str = "ElectraForSequenceClassification";
-/// Prefix of the encoder's tensors in every ELECTRA checkpoint with a head.
-pub const ENCODER_PREFIX: &str = "electra";
+pub use crate::encoder::ENCODER_PREFIX;
 /// Prefix of the classification head's tensors.
 pub const CLASSIFIER_PREFIX: &str = "classifier";
 
@@ -92,11 +91,6 @@ impl ClassificationHead {
         let projected = dropout(&cls, self.dropout, train).apply(&self.dense);
         dropout(&Activation::Gelu.forward(&projected), self.dropout, train).apply(&self.out_proj)
     }
-
-    pub(crate) fn push_named(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
-        push_linear(&self.dense, &format!("{prefix}.dense"), out);
-        push_linear(&self.out_proj, &format!("{prefix}.out_proj"), out);
-    }
 }
 
 /// Hugging Face's `ElectraForSequenceClassification`: the discriminator's encoder under
@@ -107,6 +101,8 @@ pub struct ElectraForSequenceClassification {
     num_labels: i64,
     electra: ElectraModel,
     classifier: ClassificationHead,
+    /// The `VarStore` prefix of its variables (`""` at the root).
+    root: String,
 }
 
 fn bad(path: &Path, message: impl Into<String>) -> ModelError {
@@ -134,27 +130,28 @@ impl ElectraForSequenceClassification {
             num_labels,
             electra,
             classifier,
+            root: prefix_of(p),
         })
     }
 
-    /// Loads a fine-tuned Hugging Face folder whole (`config.json` with `id2label` or
+    /// Builds the model at the root of `vs` from a fine-tuned Hugging Face folder (`config.json` with `id2label` or
     /// `num_labels`, `model.safetensors` with `electra.*` and `classifier.*`); every tensor
     /// must be there and no other.
-    pub fn from_hf(p: &nn::Path, dir: &Path) -> Result<Self> {
+    pub fn from_hf(vs: &nn::VarStore, dir: &Path) -> Result<Self> {
         let cfg = read_hf_config(dir)?;
         let labels = read_hf_labels(dir)?;
-        let model = Self::new(p, &cfg, labels.len() as i64)?;
+        let model = Self::new(&vs.root(), &cfg, labels.len() as i64)?;
         let (path, loaded) = read_hf_weights(dir)?;
-        copy_weights(&path, &model.hf_tensors(), &loaded, &[], &BTreeSet::new())?;
+        copy_weights(&path, &model.hf_tensors(vs), &loaded, &[], &BTreeSet::new())?;
         Ok(model)
     }
 
-    /// Copies a pre-trained encoder into `electra.*` from a Hugging Face folder's
+    /// Copies a pre-trained encoder into `electra.*` (variables of `vs`) from a Hugging Face folder's
     /// `model.safetensors` (`ElectraForPreTraining`, `ElectraForSequenceClassification`, or
     /// `ElectraModel`, whose names have no `electra.` prefix). Tensors outside the encoder
     /// (heads) are ignored; a missing encoder tensor or one of the wrong shape is an error
     /// naming it. The head is left as it is.
-    pub fn load_hf_encoder(&self, dir: &Path) -> Result<()> {
+    pub fn load_hf_encoder(&self, vs: &nn::VarStore, dir: &Path) -> Result<()> {
         let (path, loaded) = read_hf_weights(dir)?;
         let prefix = format!("{ENCODER_PREFIX}.");
         let has_prefix = loaded.keys().any(|name| name.starts_with(&prefix));
@@ -171,7 +168,7 @@ impl ElectraForSequenceClassification {
             .collect();
         copy_weights(
             &path,
-            &self.hf_encoder_tensors(),
+            &self.hf_encoder_tensors(vs),
             &encoder,
             &[],
             &BTreeSet::new(),
@@ -209,27 +206,20 @@ impl ElectraForSequenceClassification {
     }
 
     /// The encoder's tensors with Hugging Face names (`electra.*`), detached views.
-    pub fn hf_encoder_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut named = Vec::new();
-        self.electra.push_named(ENCODER_PREFIX, &mut named);
-        detached(named)
+    pub fn hf_encoder_tensors(&self, vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+        let encoder = format!("{ENCODER_PREFIX}.");
+        self.hf_tensors(vs)
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(&encoder))
+            .collect()
     }
 
     /// Every tensor with Hugging Face `ElectraForSequenceClassification` names
-    /// (`electra.*`, `classifier.*`), in module order; detached views of the variables.
-    pub fn hf_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut named = Vec::new();
-        self.electra.push_named(ENCODER_PREFIX, &mut named);
-        self.classifier.push_named(CLASSIFIER_PREFIX, &mut named);
-        detached(named)
+    /// (`electra.*`, `classifier.*`): the variables of `vs` under the model's root, in
+    /// module order; detached views of the variables.
+    pub fn hf_tensors(&self, vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+        variables_under(vs, &self.root)
     }
-}
-
-fn detached(named: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
-    named
-        .into_iter()
-        .map(|(name, tensor)| (name, tensor.detach()))
-        .collect()
 }
 
 /// Where a parameter sits in the stack, by its Hugging Face name: 0 for the embeddings
@@ -310,33 +300,34 @@ pub fn classifier_config_json(
     value
 }
 
-/// Writes `model` as a Hugging Face `ElectraForSequenceClassification` folder:
-/// `config.json` ([`classifier_config_json`]) and `model.safetensors` (metadata
+impl ElectraForSequenceClassification {
+    /// This model's `config.json` ([`classifier_config_json`]); `labels` must have one
+    /// label per output of the head.
+    pub fn hf_config_json(&self, labels: &[String], problem_type: ProblemType) -> Result<Value> {
+        if labels.len() as i64 != self.num_labels() {
+            return Err(ModelError::Config {
+                field: "id2label",
+                value: format!("{} labels", labels.len()),
+                reason: "must have one label per output of the head",
+            });
+        }
+        Ok(classifier_config_json(self.config(), labels, problem_type))
+    }
+}
+
+/// Writes `model` (built in `vs`) as a Hugging Face `ElectraForSequenceClassification`
+/// folder: `config.json` ([`classifier_config_json`]) and `model.safetensors` (metadata
 /// `{"format": "pt"}`). Tokenizer files are the caller's
 /// ([`HfTokenizerFiles::write`](crate::hf::HfTokenizerFiles::write)). Creates `dir`.
 pub fn save_hf_classifier(
     dir: &Path,
     model: &ElectraForSequenceClassification,
+    vs: &nn::VarStore,
     labels: &[String],
     problem_type: ProblemType,
 ) -> Result<()> {
-    if labels.len() as i64 != model.num_labels() {
-        return Err(ModelError::Config {
-            field: "id2label",
-            value: format!("{} labels", labels.len()),
-            reason: "must have one label per output of the head",
-        });
-    }
-    std::fs::create_dir_all(dir).map_err(ModelError::io(dir))?;
-    write_json(
-        &dir.join(HF_CONFIG_FILE),
-        &classifier_config_json(model.config(), labels, problem_type),
-    )?;
-    safetensors::save(
-        &dir.join(HF_WEIGHTS_FILE),
-        &model.hf_tensors(),
-        &hf_safetensors_metadata(),
-    )
+    let config = model.hf_config_json(labels, problem_type)?;
+    save_hf_folder(dir, &config, &model.hf_tensors(vs))
 }
 
 #[cfg(test)]
@@ -389,7 +380,7 @@ mod tests {
             .collect();
         from_store.sort();
         let mut from_model: Vec<(String, Vec<i64>)> = model
-            .hf_tensors()
+            .hf_tensors(&vs)
             .into_iter()
             .map(|(name, t)| (name, t.size()))
             .collect();
@@ -468,7 +459,7 @@ mod tests {
             dir.path(),
             &cfg,
             "ElectraForPreTraining",
-            &electra.hf_discriminator_tensors(),
+            &electra.hf_discriminator_tensors(&vs),
         )
         .unwrap();
 
@@ -476,14 +467,14 @@ mod tests {
         let vs2 = nn::VarStore::new(Device::Cpu);
         let model = ElectraForSequenceClassification::new(&vs2.root(), &cfg, 2).unwrap();
         let head_before: Vec<Tensor> = model
-            .hf_tensors()
+            .hf_tensors(&vs2)
             .iter()
             .filter(|(n, _)| n.starts_with("classifier."))
             .map(|(_, t)| t.copy())
             .collect();
-        model.load_hf_encoder(dir.path()).unwrap();
-        let ours: BTreeMap<String, Tensor> = model.hf_encoder_tensors().into_iter().collect();
-        for (name, tensor) in electra.hf_discriminator_tensors() {
+        model.load_hf_encoder(&vs2, dir.path()).unwrap();
+        let ours: BTreeMap<String, Tensor> = model.hf_encoder_tensors(&vs2).into_iter().collect();
+        for (name, tensor) in electra.hf_discriminator_tensors(&vs) {
             if let Some(loaded) = ours.get(&name) {
                 assert!(loaded.equal(&tensor), "{name}");
             } else {
@@ -491,7 +482,7 @@ mod tests {
             }
         }
         let head_after: Vec<Tensor> = model
-            .hf_tensors()
+            .hf_tensors(&vs2)
             .iter()
             .filter(|(n, _)| n.starts_with("classifier."))
             .map(|(_, t)| t.shallow_clone())
@@ -509,12 +500,15 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let model = ElectraForSequenceClassification::new(&vs.root(), &cfg, 2).unwrap();
         let tensors: Vec<(String, Tensor)> = model
-            .hf_tensors()
+            .hf_tensors(&vs)
             .into_iter()
             .filter(|(name, _)| name != "electra.encoder.layer.1.output.dense.weight")
             .collect();
         save_hf_model(dir.path(), &cfg, HF_CLASSIFIER_ARCHITECTURE, &tensors).unwrap();
-        let err = model.load_hf_encoder(dir.path()).unwrap_err().to_string();
+        let err = model
+            .load_hf_encoder(&vs, dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("missing tensors: electra.encoder.layer.1.output.dense.weight"),
             "{err}"
@@ -533,6 +527,7 @@ mod tests {
         save_hf_classifier(
             dir.path(),
             &model,
+            &vs,
             &labels,
             ProblemType::SingleLabelClassification,
         )
@@ -548,13 +543,14 @@ mod tests {
         assert_eq!(read_hf_labels(dir.path()).unwrap(), labels);
 
         let vs2 = nn::VarStore::new(Device::Cpu);
-        let again = ElectraForSequenceClassification::from_hf(&vs2.root(), dir.path()).unwrap();
+        let again = ElectraForSequenceClassification::from_hf(&vs2, dir.path()).unwrap();
         assert_eq!(again.num_labels(), 3);
         assert!(logits(&again).equal(&logits(&model)));
         // Wrong label count for the head.
         assert!(save_hf_classifier(
             dir.path(),
             &model,
+            &vs,
             &labels[..2],
             ProblemType::SingleLabelClassification
         )

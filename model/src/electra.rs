@@ -4,9 +4,10 @@
 use tch::{nn, Kind, Reduction, Tensor};
 
 use crate::config::ElectraConfig;
-use crate::encoder::{ElectraModel, EncoderInput};
+use crate::encoder::{ElectraModel, EncoderInput, ENCODER_PREFIX};
 use crate::error::{check_int64, check_shape, ModelError, Result};
 use crate::heads::{DiscriminatorHead, GeneratorHead};
+use crate::params::prefix_of;
 use crate::sampling::{sample_with, Sampler};
 use crate::stats::compute_stats;
 
@@ -160,6 +161,8 @@ pub struct Electra {
     generator_head: GeneratorHead,
     discriminator_config: ElectraConfig,
     generator_config: ElectraConfig,
+    /// The `VarStore` prefix both models were created under (`""` at the root).
+    root: String,
 }
 
 impl Electra {
@@ -189,12 +192,12 @@ impl Electra {
             }
         }
         let disc_root = p / DISCRIMINATOR_PREFIX;
-        let discriminator = ElectraModel::new(&(&disc_root / "electra"), disc)?;
+        let discriminator = ElectraModel::new(&(&disc_root / ENCODER_PREFIX), disc)?;
         let discriminator_head =
             DiscriminatorHead::new(&(&disc_root / "discriminator_predictions"), disc);
         let gen_root = p / GENERATOR_PREFIX;
         let shared = discriminator.embeddings().shared(gen.hidden_dropout_prob);
-        let generator = ElectraModel::with_embeddings(&(&gen_root / "electra"), gen, shared)?;
+        let generator = ElectraModel::with_embeddings(&(&gen_root / ENCODER_PREFIX), gen, shared)?;
         let generator_head =
             GeneratorHead::new(&gen_root, gen, discriminator.embeddings().word_embeddings())?;
         Ok(Electra {
@@ -204,6 +207,7 @@ impl Electra {
             generator_head,
             discriminator_config: disc.clone(),
             generator_config: gen.clone(),
+            root: prefix_of(p),
         })
     }
 
@@ -215,6 +219,11 @@ impl Electra {
     /// The generator's config.
     pub fn generator_config(&self) -> &ElectraConfig {
         &self.generator_config
+    }
+
+    /// The `VarStore` name prefix of both models (`""` when built at the root).
+    pub fn var_prefix(&self) -> &str {
+        &self.root
     }
 
     /// The discriminator's encoder (the model kept after pre-training).

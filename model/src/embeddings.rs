@@ -126,23 +126,6 @@ impl ElectraEmbeddings {
             train,
         ))
     }
-
-    pub(crate) fn push_named(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
-        out.push((
-            format!("{prefix}.word_embeddings.weight"),
-            self.word_embeddings.shallow_clone(),
-        ));
-        out.push((
-            format!("{prefix}.position_embeddings.weight"),
-            self.position_embeddings.shallow_clone(),
-        ));
-        out.push((
-            format!("{prefix}.token_type_embeddings.weight"),
-            self.token_type_embeddings.shallow_clone(),
-        ));
-        self.layer_norm
-            .push_named(&format!("{prefix}.LayerNorm"), out);
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,12 @@ use crate::config::{Activation, ElectraConfig};
 use crate::dropout::dropout;
 use crate::embeddings::ElectraEmbeddings;
 use crate::error::{check_shape, ModelError, Result};
-use crate::layers::{linear, push_linear, LayerNorm};
+use crate::layers::{linear, LayerNorm};
+
+/// Path component of an encoder inside every ELECTRA model with a head (`electra.*`).
+pub const ENCODER_PREFIX: &str = "electra";
+/// Path component of an encoder's embedding layer (`electra.embeddings.*`).
+pub const EMBEDDINGS: &str = "embeddings";
 
 /// `intermediate`: `dense` `[I, H]` and the activation (exact GELU).
 #[derive(Debug)]
@@ -88,20 +93,6 @@ impl EncoderLayer {
         let intermediate = self.intermediate.forward(&attended);
         self.output.forward_t(&intermediate, &attended, train)
     }
-
-    pub(crate) fn push_named(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
-        self.attention
-            .push_named(&format!("{prefix}.attention"), out);
-        push_linear(
-            &self.intermediate.dense,
-            &format!("{prefix}.intermediate.dense"),
-            out,
-        );
-        push_linear(&self.output.dense, &format!("{prefix}.output.dense"), out);
-        self.output
-            .layer_norm
-            .push_named(&format!("{prefix}.output.LayerNorm"), out);
-    }
 }
 
 /// `encoder`: `num_hidden_layers` blocks, `encoder.layer.{i}`.
@@ -133,12 +124,6 @@ impl Encoder {
             hidden = layer.forward_t(&hidden, key_mask, train);
         }
         hidden
-    }
-
-    pub(crate) fn push_named(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
-        for (i, layer) in self.layers.iter().enumerate() {
-            layer.push_named(&format!("{prefix}.layer.{i}"), out);
-        }
     }
 }
 
@@ -187,7 +172,7 @@ impl ElectraModel {
     /// `p / "encoder"`.
     pub fn new(p: &nn::Path, cfg: &ElectraConfig) -> Result<Self> {
         cfg.validate()?;
-        let embeddings = ElectraEmbeddings::new(&(p / "embeddings"), cfg);
+        let embeddings = ElectraEmbeddings::new(&(p / EMBEDDINGS), cfg);
         Ok(Self::build(p, cfg, embeddings))
     }
 
@@ -256,16 +241,5 @@ impl ElectraModel {
             None => embedded,
         };
         Ok(self.encoder.forward_t(&hidden, &key_mask, train))
-    }
-
-    /// Appends `(name, tensor)` for every tensor of this model, named `prefix.embeddings...`,
-    /// `prefix.embeddings_project...`, `prefix.encoder.layer.{i}...`.
-    pub(crate) fn push_named(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
-        self.embeddings
-            .push_named(&format!("{prefix}.embeddings"), out);
-        if let Some(project) = &self.embeddings_project {
-            push_linear(project, &format!("{prefix}.embeddings_project"), out);
-        }
-        self.encoder.push_named(&format!("{prefix}.encoder"), out);
     }
 }

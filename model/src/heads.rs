@@ -6,7 +6,13 @@ use tch::{nn, Tensor};
 
 use crate::config::{Activation, ElectraConfig};
 use crate::error::{ModelError, Result};
-use crate::layers::{linear, push_linear, LayerNorm};
+use crate::layers::{linear, LayerNorm};
+
+/// Path component of the generator's output layer: `generator_lm_head.bias` is its variable.
+pub const LM_HEAD: &str = "generator_lm_head";
+/// Hugging Face name of the output layer's weight: the token embedding table, tied (it has
+/// no variable of its own, see [`crate::params`]).
+pub const LM_HEAD_WEIGHT: &str = "generator_lm_head.weight";
 
 /// `discriminator_predictions`: `dense` `[H, H]`, activation, `dense_prediction` `[1, H]`.
 #[derive(Debug)]
@@ -34,15 +40,6 @@ impl DiscriminatorHead {
         let projected = self.activation.forward(&hidden.apply(&self.dense));
         // [b, t, 1] -> [b, t]
         projected.apply(&self.dense_prediction).squeeze_dim(-1)
-    }
-
-    pub(crate) fn push_named(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
-        push_linear(&self.dense, &format!("{prefix}.dense"), out);
-        push_linear(
-            &self.dense_prediction,
-            &format!("{prefix}.dense_prediction"),
-            out,
-        );
     }
 }
 
@@ -85,7 +82,7 @@ impl GeneratorHead {
                 cfg.layer_norm_eps,
             ),
             word_embeddings: word_embeddings.shallow_clone(),
-            lm_bias: (p / "generator_lm_head").var("bias", &[cfg.vocab_size], nn::Init::Const(0.0)),
+            lm_bias: (p / LM_HEAD).var("bias", &[cfg.vocab_size], nn::Init::Const(0.0)),
             activation: cfg.hidden_act,
         })
     }
@@ -104,21 +101,5 @@ impl GeneratorHead {
         let normalized = self.layer_norm.forward(&projected);
         // [m, E] x [V, E]^T + [V] -> [m, V]
         normalized.linear(&self.word_embeddings, Some(&self.lm_bias))
-    }
-
-    /// Appends `generator_predictions.*` and `generator_lm_head.{weight, bias}` (the weight
-    /// is the shared token embedding table, as Hugging Face writes it).
-    pub(crate) fn push_named(&self, out: &mut Vec<(String, Tensor)>) {
-        push_linear(&self.dense, "generator_predictions.dense", out);
-        self.layer_norm
-            .push_named("generator_predictions.LayerNorm", out);
-        out.push((
-            "generator_lm_head.weight".to_string(),
-            self.word_embeddings.shallow_clone(),
-        ));
-        out.push((
-            "generator_lm_head.bias".to_string(),
-            self.lm_bias.shallow_clone(),
-        ));
     }
 }

@@ -4,66 +4,65 @@
 //! (`from_pretrained`), with the tokenizer files. Import is in
 //! [`hf_import`](crate::hf_import).
 //!
-//! Inside the `VarStore` the names are the Hugging Face ones under `discriminator.` or
-//! `generator.`; the generator's shared tensors live only under `discriminator.`, so the
-//! generator's list adds them (and `generator_lm_head.weight`, the token embeddings).
+//! The names are the `VarStore`'s (see [`params`](crate::params)): the discriminator's are
+//! its variables under `discriminator.`, the generator's its variables under `generator.`
+//! plus the tensors it uses but the discriminator owns (the embeddings, and
+//! `generator_lm_head.weight`, the token embeddings).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
-use tch::Tensor;
+use tch::{nn, Tensor};
 
 use crate::config::ElectraConfig;
-use crate::electra::Electra;
+use crate::electra::{Electra, DISCRIMINATOR_PREFIX, GENERATOR_PREFIX};
+use crate::encoder::{EMBEDDINGS, ENCODER_PREFIX};
 use crate::error::{ModelError, Result};
+use crate::heads::{LM_HEAD, LM_HEAD_WEIGHT};
 use crate::hf_config::config_json;
+use crate::params::{insert_tied, variables_under};
 use crate::safetensors;
-
-/// The Hugging Face names (within each model) of the tensors the generator shares with the
-/// discriminator; `generator_lm_head.weight` is also the discriminator's
-/// `electra.embeddings.word_embeddings.weight`.
-pub const SHARED_PARAMETER_NAMES: [&str; 5] = [
-    "electra.embeddings.word_embeddings.weight",
-    "electra.embeddings.position_embeddings.weight",
-    "electra.embeddings.token_type_embeddings.weight",
-    "electra.embeddings.LayerNorm.weight",
-    "electra.embeddings.LayerNorm.bias",
-];
-
-fn detached(named: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
-    named
-        .into_iter()
-        .map(|(name, tensor)| (name, tensor.detach()))
-        .collect()
-}
 
 impl Electra {
     /// The discriminator's tensors with Hugging Face `ElectraForPreTraining` names
-    /// (`electra.*`, `discriminator_predictions.*`), in module order. The tensors are
-    /// detached views of the variables (same storage); no `position_ids` buffer.
-    pub fn hf_discriminator_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut named = Vec::new();
-        self.discriminator().push_named("electra", &mut named);
-        self.discriminator_head()
-            .push_named("discriminator_predictions", &mut named);
-        detached(named)
+    /// (`electra.*`, `discriminator_predictions.*`): the variables of `vs` (the store the
+    /// model was built in) under `discriminator.`, in module order, as detached views of the
+    /// variables (same storage); no `position_ids` buffer.
+    pub fn hf_discriminator_tensors(&self, vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+        let prefix = format!("{}{DISCRIMINATOR_PREFIX}.", self.var_prefix());
+        variables_under(vs, &prefix)
     }
 
-    /// The generator's tensors with Hugging Face `ElectraForMaskedLM` names (`electra.*`
-    /// including the shared embeddings, `generator_predictions.*`,
-    /// `generator_lm_head.{weight,bias}` with the weight = the token embeddings). Detached
-    /// views of the variables: shared tensors appear here and in the discriminator's list.
-    pub fn hf_generator_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut named = Vec::new();
-        self.generator().push_named("electra", &mut named);
-        self.generator_head().push_named(&mut named);
-        detached(named)
+    /// The generator's tensors with Hugging Face `ElectraForMaskedLM` names: the shared
+    /// ones ([`hf_shared_tensors`](Self::hf_shared_tensors)) in module order among its own
+    /// variables (under `generator.`). Detached views of the variables: shared tensors
+    /// appear here and in the discriminator's list.
+    pub fn hf_generator_tensors(&self, vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+        let mut shared = self.hf_shared_tensors(vs);
+        let lm_weight = shared.pop();
+        let prefix = format!("{}{GENERATOR_PREFIX}.", self.var_prefix());
+        let mut named = shared;
+        named.extend(variables_under(vs, &prefix));
+        if let Some((name, tensor)) = lm_weight {
+            insert_tied(&mut named, &format!("{LM_HEAD}."), name, tensor);
+        }
+        named
     }
 
-    /// See [`SHARED_PARAMETER_NAMES`].
-    pub fn shared_parameter_names() -> &'static [&'static str] {
-        &SHARED_PARAMETER_NAMES
+    /// The tensors the generator's folder holds but the discriminator owns, with their
+    /// Hugging Face names: the embedding layer's variables (`electra.embeddings.*`) and,
+    /// last, `generator_lm_head.weight` (the token embeddings).
+    pub fn hf_shared_tensors(&self, vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+        let embeddings = format!("{ENCODER_PREFIX}.{EMBEDDINGS}.");
+        let prefix = format!("{}{DISCRIMINATOR_PREFIX}.{embeddings}", self.var_prefix());
+        let mut shared: Vec<(String, Tensor)> = variables_under(vs, &prefix)
+            .into_iter()
+            .map(|(name, tensor)| (format!("{embeddings}{name}"), tensor))
+            .collect();
+        let word = self.discriminator().embeddings().word_embeddings().detach();
+        shared.push((LM_HEAD_WEIGHT.to_string(), word));
+        shared
     }
 }
 
@@ -94,8 +93,14 @@ pub fn save_hf_model(
     architecture: &str,
     tensors: &[(String, Tensor)],
 ) -> Result<()> {
+    save_hf_folder(dir, &config_json(cfg, architecture), tensors)
+}
+
+/// Writes one Hugging Face model folder: `config` as `config.json` and `tensors` as
+/// `model.safetensors` (metadata `{"format": "pt"}`). Creates `dir` if needed.
+pub fn save_hf_folder(dir: &Path, config: &Value, tensors: &[(String, Tensor)]) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(ModelError::io(dir))?;
-    write_json(&dir.join(HF_CONFIG_FILE), &config_json(cfg, architecture))?;
+    write_json(&dir.join(HF_CONFIG_FILE), config)?;
     safetensors::save(
         &dir.join(HF_WEIGHTS_FILE),
         tensors,
@@ -103,7 +108,7 @@ pub fn save_hf_model(
     )
 }
 
-/// Exports both models as Hugging Face folders `out_dir/discriminator/` (load with
+/// Exports both models (built in `vs`) as Hugging Face folders `out_dir/discriminator/` (load with
 /// `ElectraForPreTraining`, `ElectraModel`, `ElectraForSequenceClassification` ...) and
 /// `out_dir/generator/` (`ElectraForMaskedLM`).
 ///
@@ -113,20 +118,25 @@ pub fn save_hf_model(
 /// `tokenizer.json`, `tokenizer_config.json`, `special_tokens_map.json` and, for a
 /// WordPiece tokenizer, `vocab.txt` (see [`HfTokenizerFiles`]). The tokenizer is parsed
 /// before anything is written.
-pub fn export_hf(model: &Electra, out_dir: &Path, tokenizer_json: Option<&Path>) -> Result<()> {
+pub fn export_hf(
+    model: &Electra,
+    vs: &nn::VarStore,
+    out_dir: &Path,
+    tokenizer_json: Option<&Path>,
+) -> Result<()> {
     let tokenizer = tokenizer_json.map(HfTokenizerFiles::read).transpose()?;
     let folders = [
         (
             HF_DISCRIMINATOR_DIR,
             model.discriminator_config(),
             HF_DISCRIMINATOR_ARCHITECTURE,
-            model.hf_discriminator_tensors(),
+            model.hf_discriminator_tensors(vs),
         ),
         (
             HF_GENERATOR_DIR,
             model.generator_config(),
             HF_GENERATOR_ARCHITECTURE,
-            model.hf_generator_tensors(),
+            model.hf_generator_tensors(vs),
         ),
     ];
     for (name, cfg, architecture, tensors) in folders {

@@ -28,7 +28,8 @@ use tch::{nn, Kind, Tensor};
 use crate::config::ElectraConfig;
 use crate::electra::Electra;
 use crate::error::{ModelError, Result};
-use crate::hf::{HF_CONFIG_FILE, HF_WEIGHTS_FILE, SHARED_PARAMETER_NAMES};
+use crate::heads::LM_HEAD_WEIGHT;
+use crate::hf::{HF_CONFIG_FILE, HF_WEIGHTS_FILE};
 use crate::safetensors;
 
 /// Largest absolute difference allowed between a generator folder's copy of a shared
@@ -36,8 +37,6 @@ use crate::safetensors;
 pub const SHARED_TOLERANCE: f64 = 1e-5;
 /// The buffer older Hugging Face checkpoints carry; ignored on import.
 pub const POSITION_IDS: &str = "electra.embeddings.position_ids";
-/// The generator's output weight, tied to the token embeddings.
-pub(crate) const LM_HEAD_WEIGHT: &str = "generator_lm_head.weight";
 
 /// Where [`Electra::from_hf`] takes the generator from.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -206,7 +205,7 @@ pub(crate) fn copy_weights(
 }
 
 impl Electra {
-    /// Builds both models under `p` from Hugging Face folders: the discriminator's
+    /// Builds both models at the root of `vs` from Hugging Face folders: the discriminator's
     /// (`ElectraForPreTraining`: `config.json`, `model.safetensors`) and, with
     /// [`HfGenerator::Folder`], the generator's (`ElectraForMaskedLM`), or a fresh
     /// generator. See the [module docs](crate::hf_import) for the checks.
@@ -217,14 +216,14 @@ impl Electra {
     /// # fn main() -> electra_model::Result<()> {
     /// let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     /// let electra = Electra::from_hf(
-    ///     &vs.root(),
+    ///     &vs,
     ///     Path::new("export/discriminator"),
     ///     HfGenerator::Folder(Path::new("export/generator")),
     /// )?;
     /// # Ok(()) }
     /// ```
     pub fn from_hf(
-        p: &nn::Path,
+        vs: &nn::VarStore,
         discriminator_dir: &Path,
         generator: HfGenerator<'_>,
     ) -> Result<Electra> {
@@ -237,38 +236,36 @@ impl Electra {
                 (gen, None)
             }
         };
-        let electra = Electra::new(p, &disc, &gen)?;
-        electra.load_hf_weights(discriminator_dir, generator_dir)?;
+        let electra = Electra::new(&vs.root(), &disc, &gen)?;
+        electra.load_hf_weights(vs, discriminator_dir, generator_dir)?;
         Ok(electra)
     }
 
-    /// Copies the weights of Hugging Face folders into this model's variables: the
+    /// Copies the weights of Hugging Face folders into this model's variables (in `vs`): the
     /// discriminator's `model.safetensors` and, when given, the generator's. The sizes must
     /// be this model's (build it with [`read_hf_config`]'s configs, or use
     /// [`from_hf`](Self::from_hf)). On error the variables may be partly overwritten.
     pub fn load_hf_weights(
         &self,
+        vs: &nn::VarStore,
         discriminator_dir: &Path,
         generator_dir: Option<&Path>,
     ) -> Result<()> {
         let (path, loaded) = read_hf_weights(discriminator_dir)?;
         copy_weights(
             &path,
-            &self.hf_discriminator_tensors(),
+            &self.hf_discriminator_tensors(vs),
             &loaded,
             &[],
             &BTreeSet::new(),
         )?;
         if let Some(dir) = generator_dir {
             let (path, loaded) = read_hf_weights(dir)?;
-            let shared: BTreeSet<&str> = SHARED_PARAMETER_NAMES
-                .iter()
-                .copied()
-                .chain([LM_HEAD_WEIGHT])
-                .collect();
+            let shared_tensors = self.hf_shared_tensors(vs);
+            let shared: BTreeSet<&str> = shared_tensors.iter().map(|(n, _)| n.as_str()).collect();
             copy_weights(
                 &path,
-                &self.hf_generator_tensors(),
+                &self.hf_generator_tensors(vs),
                 &loaded,
                 &[LM_HEAD_WEIGHT],
                 &shared,

@@ -17,18 +17,12 @@ pub(crate) fn normal_init(cfg: &ElectraConfig) -> nn::Init {
 }
 
 /// A Linear layer `[out, in]` with weight `normal(0, initializer_range)` and bias 0, named
-/// `p / "weight"` and `p / "bias"`.
+/// `p / "weight"` and `p / "bias"`, created in that order (the order the names are listed,
+/// see [`params`](crate::params); `tch::nn::linear` creates the bias first).
 pub(crate) fn linear(p: &nn::Path, in_dim: i64, out_dim: i64, cfg: &ElectraConfig) -> nn::Linear {
-    nn::linear(
-        p,
-        in_dim,
-        out_dim,
-        nn::LinearConfig {
-            ws_init: normal_init(cfg),
-            bs_init: Some(nn::Init::Const(0.0)),
-            bias: true,
-        },
-    )
+    let ws = p.var("weight", &[out_dim, in_dim], normal_init(cfg));
+    let bs = p.var("bias", &[out_dim], nn::Init::Const(0.0));
+    nn::Linear { ws, bs: Some(bs) }
 }
 
 /// Layer normalisation over the last dimension, with `weight` (init 1) and `bias` (init 0).
@@ -86,18 +80,5 @@ impl LayerNorm {
             self.eps,
             true,
         )
-    }
-
-    pub(crate) fn push_named(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
-        out.push((format!("{prefix}.weight"), self.weight.shallow_clone()));
-        out.push((format!("{prefix}.bias"), self.bias.shallow_clone()));
-    }
-}
-
-/// Appends a Linear layer's `weight` and `bias` under `prefix`.
-pub(crate) fn push_linear(linear: &nn::Linear, prefix: &str, out: &mut Vec<(String, Tensor)>) {
-    out.push((format!("{prefix}.weight"), linear.ws.shallow_clone()));
-    if let Some(bias) = &linear.bs {
-        out.push((format!("{prefix}.bias"), bias.shallow_clone()));
     }
 }

@@ -16,7 +16,8 @@
 //! 7. [`electra`]: [`Electra`], both models in one `VarStore` with shared embeddings, and
 //!    the pre-training forward pass (losses, corrupted ids, labels).
 //! 8. [`stats`]: counts computed on the device, read back as [`ElectraStats`].
-//! 9. [`hf`]: each model's tensors under their Hugging Face names, for export.
+//! 9. [`hf`]: each model's tensors under their Hugging Face names, for export; the names
+//!    are the `VarStore`'s ([`params`]).
 //! 10. [`classifier`]: [`ElectraForSequenceClassification`], the encoder with a
 //!     classification (or regression) head on `[CLS]`, for fine-tuning.
 //!
@@ -72,6 +73,7 @@ pub mod hf_config;
 pub mod hf_import;
 pub mod layers;
 pub mod mlm;
+pub mod params;
 pub mod safetensors;
 pub mod sampling;
 pub mod stats;
@@ -84,7 +86,6 @@ pub use embeddings::ElectraEmbeddings;
 pub use encoder::{ElectraModel, Encoder, EncoderInput, EncoderLayer, Intermediate, Output};
 pub use error::{ModelError, Result};
 pub use heads::{DiscriminatorHead, GeneratorHead};
-pub use hf::SHARED_PARAMETER_NAMES;
 pub use mlm::MaskedLm;
 pub use sampling::{gumbel_sample, inverse_cdf_sample, sample, Sampler};
 pub use stats::ElectraStats;

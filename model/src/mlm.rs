@@ -16,10 +16,11 @@ use tch::{nn, Kind, Reduction, Tensor};
 
 use crate::config::ElectraConfig;
 use crate::electra::{ElectraInput, ElectraOutput};
-use crate::encoder::ElectraModel;
+use crate::encoder::{ElectraModel, ENCODER_PREFIX};
 use crate::error::Result;
-use crate::heads::GeneratorHead;
-use crate::hf_import::{copy_weights, read_config, read_hf_weights, LM_HEAD_WEIGHT};
+use crate::heads::{GeneratorHead, LM_HEAD, LM_HEAD_WEIGHT};
+use crate::hf_import::{copy_weights, read_config, read_hf_weights};
+use crate::params::{insert_tied, prefix_of, variables_under};
 use crate::stats::{STATS_LEN, STAT_GEN_CORRECT, STAT_MASKED, STAT_REAL};
 
 /// Variable prefix of the masked-LM model.
@@ -31,6 +32,8 @@ pub struct MaskedLm {
     encoder: ElectraModel,
     head: GeneratorHead,
     config: ElectraConfig,
+    /// The `VarStore` prefix of its variables (`"mlm."` at the root).
+    root: String,
 }
 
 impl MaskedLm {
@@ -38,29 +41,38 @@ impl MaskedLm {
     pub fn new(p: &nn::Path, config: &ElectraConfig) -> Result<Self> {
         config.validate()?;
         let root = p / MLM_PREFIX;
-        let encoder = ElectraModel::new(&(&root / "electra"), config)?;
+        let encoder = ElectraModel::new(&(&root / ENCODER_PREFIX), config)?;
         let head = GeneratorHead::new(&root, config, encoder.embeddings().word_embeddings())?;
         Ok(Self {
             encoder,
             head,
             config: config.clone(),
+            root: prefix_of(&root),
         })
     }
 
-    /// Builds the model from an `ElectraForMaskedLM` Hugging Face folder.
-    pub fn from_hf(p: &nn::Path, dir: &Path) -> Result<Self> {
+    /// Builds the model at the root of `vs` from an `ElectraForMaskedLM` Hugging Face
+    /// folder.
+    pub fn from_hf(vs: &nn::VarStore, dir: &Path) -> Result<Self> {
         let config = read_config(dir, true)?;
-        let model = Self::new(p, &config)?;
-        model.load_hf_weights(dir)?;
+        let model = Self::new(&vs.root(), &config)?;
+        model.load_hf_weights(vs, dir)?;
         Ok(model)
     }
 
-    /// Copies an `ElectraForMaskedLM` folder's weights into this model (names and shapes
-    /// checked; the LM head's weight must equal the token embeddings).
-    pub fn load_hf_weights(&self, dir: &Path) -> Result<()> {
+    /// Copies an `ElectraForMaskedLM` folder's weights into this model's variables (in
+    /// `vs`): names and shapes checked; the LM head's weight must equal the token
+    /// embeddings.
+    pub fn load_hf_weights(&self, vs: &nn::VarStore, dir: &Path) -> Result<()> {
         let (path, loaded) = read_hf_weights(dir)?;
         let tied: BTreeSet<&str> = [LM_HEAD_WEIGHT].into_iter().collect();
-        copy_weights(&path, &self.hf_tensors(), &loaded, &[LM_HEAD_WEIGHT], &tied)
+        copy_weights(
+            &path,
+            &self.hf_tensors(vs),
+            &loaded,
+            &[LM_HEAD_WEIGHT],
+            &tied,
+        )
     }
 
     /// The config.
@@ -73,15 +85,19 @@ impl MaskedLm {
         &self.encoder
     }
 
-    /// The tensors with `ElectraForMaskedLM` names (detached views of the variables).
-    pub fn hf_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut named = Vec::new();
-        self.encoder.push_named("electra", &mut named);
-        self.head.push_named(&mut named);
+    /// The tensors with `ElectraForMaskedLM` names: the variables of `vs` under `mlm.` and
+    /// the tied `generator_lm_head.weight` (the token embeddings), in module order;
+    /// detached views of the variables.
+    pub fn hf_tensors(&self, vs: &nn::VarStore) -> Vec<(String, Tensor)> {
+        let mut named = variables_under(vs, &self.root);
+        let word = self.encoder.embeddings().word_embeddings().detach();
+        insert_tied(
+            &mut named,
+            &format!("{LM_HEAD}."),
+            LM_HEAD_WEIGHT.into(),
+            word,
+        );
         named
-            .into_iter()
-            .map(|(name, tensor)| (name, tensor.detach()))
-            .collect()
     }
 
     /// One training forward pass: logits at the masked positions and their cross-entropy.

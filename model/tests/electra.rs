@@ -482,8 +482,9 @@ fn hf_tensor_lists_are_the_variables_under_hugging_face_names() {
     let _rng = rng_lock();
     let (vs, electra) = tiny_electra();
     let variables = vs.variables();
-    let disc = electra.hf_discriminator_tensors();
-    let gen = electra.hf_generator_tensors();
+    let disc = electra.hf_discriminator_tensors(&vs);
+    let gen = electra.hf_generator_tensors(&vs);
+    let shared = electra.hf_shared_tensors(&vs);
     for list in [&disc, &gen] {
         assert!(!list.iter().any(|(name, _)| name.contains("position_ids")));
         let names: std::collections::BTreeSet<_> = list.iter().map(|(name, _)| name).collect();
@@ -510,20 +511,40 @@ fn hf_tensor_lists_are_the_variables_under_hugging_face_names() {
         .iter()
         .filter_map(|(name, t)| Some((name.strip_prefix("generator.")?.to_string(), t)))
         .collect();
-    assert_eq!(
-        gen.len(),
-        gen_vars.len() + Electra::shared_parameter_names().len() + 1
-    );
+    assert_eq!(gen.len(), gen_vars.len() + shared.len());
     let by_name: BTreeMap<_, _> = gen.iter().map(|(name, t)| (name.as_str(), t)).collect();
     for (name, var) in &gen_vars {
         assert_eq!(by_name[name.as_str()].data_ptr(), var.data_ptr(), "{name}");
     }
-    for name in Electra::shared_parameter_names() {
+    let shared_names: Vec<&str> = shared.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        shared_names,
+        [
+            "electra.embeddings.word_embeddings.weight",
+            "electra.embeddings.position_embeddings.weight",
+            "electra.embeddings.token_type_embeddings.weight",
+            "electra.embeddings.LayerNorm.weight",
+            "electra.embeddings.LayerNorm.bias",
+            "generator_lm_head.weight",
+        ]
+    );
+    for name in &shared_names[..5] {
         assert_eq!(
             by_name[name].data_ptr(),
             disc_vars[*name].data_ptr(),
             "{name}"
         );
+    }
+    // Module order, as the files list them: the shared embeddings first, every bias right
+    // after its weight, the tied output weight right before the output bias.
+    let gen_names: Vec<&str> = gen.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(gen_names[..5], shared_names[..5]);
+    for list in [&disc, &gen] {
+        for (i, (name, _)) in list.iter().enumerate() {
+            if let Some(stem) = name.strip_suffix(".bias") {
+                assert_eq!(list[i - 1].0, format!("{stem}.weight"), "{name}");
+            }
+        }
     }
     let word = &disc_vars["electra.embeddings.word_embeddings.weight"];
     assert_eq!(

@@ -50,14 +50,14 @@ fn exported(dir: &Path, seed: i64) -> (nn::VarStore, Electra) {
         tch::manual_seed(seed);
         Electra::new(&vs.root(), &disc, &gen).unwrap()
     };
-    export_hf(&electra, dir, None).unwrap();
+    export_hf(&electra, &vs, dir, None).unwrap();
     (vs, electra)
 }
 
 fn import(dir: &Path) -> electra_model::Result<(nn::VarStore, Electra)> {
     let vs = nn::VarStore::new(Device::Cpu);
     let electra = Electra::from_hf(
-        &vs.root(),
+        &vs,
         &dir.join(HF_DISCRIMINATOR_DIR),
         HfGenerator::Folder(&dir.join(HF_GENERATOR_DIR)),
     )?;
@@ -84,13 +84,13 @@ fn variables(vs: &nn::VarStore) -> BTreeMap<String, Tensor> {
 #[test]
 fn export_writes_configs_weights_and_tokenizer_files() {
     let dir = tempfile::tempdir().unwrap();
-    let (_vs, electra) = {
+    let (vs, electra) = {
         let (disc, gen) = tiny_configs();
         let vs = nn::VarStore::new(Device::Cpu);
         let electra = Electra::new(&vs.root(), &disc, &gen).unwrap();
         (vs, electra)
     };
-    export_hf(&electra, dir.path(), Some(Path::new(TOKENIZER_JSON))).unwrap();
+    export_hf(&electra, &vs, dir.path(), Some(Path::new(TOKENIZER_JSON))).unwrap();
     for (sub, arch, hidden) in [
         (HF_DISCRIMINATOR_DIR, "ElectraForPreTraining", 32),
         (HF_GENERATOR_DIR, "ElectraForMaskedLM", 16),
@@ -179,7 +179,7 @@ fn export_then_import_restores_every_variable_exactly() {
     });
     let generator_words = electra2.generator().embeddings().word_embeddings();
     assert_eq!(generator_words.double_value(&[3, 0]), 42.0);
-    let tensors = electra2.hf_generator_tensors();
+    let tensors = electra2.hf_generator_tensors(&vs2);
     let lm_head = &tensors
         .iter()
         .find(|(name, _)| name == "generator_lm_head.weight")
@@ -194,7 +194,7 @@ fn a_discriminator_alone_gets_a_fresh_generator_of_the_given_width() {
     let (vs, _electra) = exported(dir.path(), 2);
     let vs2 = nn::VarStore::new(Device::Cpu);
     let electra = Electra::from_hf(
-        &vs2.root(),
+        &vs2,
         &dir.path().join(HF_DISCRIMINATOR_DIR),
         HfGenerator::Fresh {
             width_fraction: 0.25,

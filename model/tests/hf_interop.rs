@@ -163,7 +163,7 @@ fn our_export_loads_in_transformers_with_the_same_logits() {
         electra
     };
     let export = dir.path().join("export");
-    export_hf(&electra, &export, Some(Path::new(TOKENIZER_JSON))).unwrap();
+    export_hf(&electra, &vs, &export, Some(Path::new(TOKENIZER_JSON))).unwrap();
 
     let mut io = inputs();
     let (disc_logits, gen_logits) = our_logits(&electra, &io);
@@ -195,7 +195,7 @@ fn a_transformers_checkpoint_loads_with_the_same_logits_and_round_trips_bit_for_
 
     let vs = nn::VarStore::new(Device::Cpu);
     let electra = Electra::from_hf(
-        &vs.root(),
+        &vs,
         &hf.join(HF_DISCRIMINATOR_DIR),
         HfGenerator::Folder(&hf.join(HF_GENERATOR_DIR)),
     )
@@ -236,7 +236,7 @@ fn a_transformers_checkpoint_loads_with_the_same_logits_and_round_trips_bit_for_
     );
 
     let ours = dir.path().join("ours");
-    export_hf(&electra, &ours, None).unwrap();
+    export_hf(&electra, &vs, &ours, None).unwrap();
     run_python(&[
         Path::new("compare"),
         &hf.join(HF_DISCRIMINATOR_DIR),
@@ -247,7 +247,7 @@ fn a_transformers_checkpoint_loads_with_the_same_logits_and_round_trips_bit_for_
     // And back once more: ours -> ours is the identity too.
     let vs2 = nn::VarStore::new(Device::Cpu);
     let again = Electra::from_hf(
-        &vs2.root(),
+        &vs2,
         &ours.join(HF_DISCRIMINATOR_DIR),
         HfGenerator::Folder(&ours.join(HF_GENERATOR_DIR)),
     )

@@ -605,7 +605,7 @@ fn run_seed(
         &ctx.config,
         labels.num_outputs() as i64,
     )?;
-    model.load_hf_encoder(&ctx.model_dir)?;
+    model.load_hf_encoder(&vs, &ctx.model_dir)?;
     let num_layers = ctx.config.num_hidden_layers;
     let named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     for (name, _) in &named {
@@ -833,7 +833,13 @@ pub fn finetune(options: &FinetuneOptions) -> Result<FinetuneReport> {
         let score = trained.result.dev.primary().unwrap_or(f64::NEG_INFINITY);
         tracing::info!(seed, dev = ?trained.result.dev, "seed done");
         if options.save_model && best.is_none_or(|(_, b)| score > b) {
-            save_hf_classifier(&saved_dir, &trained.model, &labels.names(), problem)?;
+            save_hf_classifier(
+                &saved_dir,
+                &trained.model,
+                &trained._vs,
+                &labels.names(),
+                problem,
+            )?;
             HfTokenizerFiles::read(&tokenizer_path)?
                 .write(&saved_dir, ctx.config.max_position_embeddings)?;
             best = Some((seed, score));

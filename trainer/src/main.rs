@@ -803,10 +803,11 @@ fn run_export(args: ExportArgs) -> anyhow::Result<()> {
         );
     }
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-    let model = Electra::from_hf(&vs.root(), &disc, HfGenerator::Folder(&generator))?;
+    let model = Electra::from_hf(&vs, &disc, HfGenerator::Folder(&generator))?;
     let tokenizer = disc.join("tokenizer.json");
     export_hf(
         &model,
+        &vs,
         &args.out,
         tokenizer.is_file().then_some(tokenizer.as_path()),
     )?;

@@ -60,23 +60,23 @@ impl Pretrainer {
     }
 
     /// The model stored in a checkpoint folder (its Hugging Face sub-folders).
-    pub fn from_checkpoint(p: &nn::Path, objective: Objective, dir: &Path) -> Result<Self> {
+    pub fn from_checkpoint(vs: &nn::VarStore, objective: Objective, dir: &Path) -> Result<Self> {
         Ok(match objective {
             Objective::Electra => Self::Electra(Electra::from_hf(
-                p,
+                vs,
                 &dir.join(hf::HF_DISCRIMINATOR_DIR),
                 HfGenerator::Folder(&dir.join(hf::HF_GENERATOR_DIR)),
             )?),
-            Objective::Mlm => Self::Mlm(MaskedLm::from_hf(p, &dir.join(MLM_DIR))?),
+            Objective::Mlm => Self::Mlm(MaskedLm::from_hf(vs, &dir.join(MLM_DIR))?),
         })
     }
 
     /// Starts from Hugging Face weights: for ELECTRA a folder with `discriminator/` and
     /// `generator/` or a discriminator alone (a fresh generator of
     /// `model.generator_fraction`); for MLM an `ElectraForMaskedLM` folder.
-    pub fn from_hf(p: &nn::Path, config: &RunConfig, dir: &Path) -> Result<Self> {
+    pub fn from_hf(vs: &nn::VarStore, config: &RunConfig, dir: &Path) -> Result<Self> {
         if config.model.objective == Objective::Mlm {
-            return Ok(Self::Mlm(MaskedLm::from_hf(p, dir)?));
+            return Ok(Self::Mlm(MaskedLm::from_hf(vs, dir)?));
         }
         let (disc_dir, gen_dir) = if dir.join(hf::HF_DISCRIMINATOR_DIR).is_dir() {
             (
@@ -95,7 +95,7 @@ impl Pretrainer {
                 width_fraction: config.model.generator_fraction,
             },
         };
-        let model = Electra::from_hf(p, &disc_dir, generator)?;
+        let model = Electra::from_hf(vs, &disc_dir, generator)?;
         tracing::info!(
             discriminator = %disc_dir.display(),
             generator = %gen_dir.as_ref().map_or("fresh".to_string(), |g| g.display().to_string()),
@@ -157,27 +157,27 @@ impl Pretrainer {
     }
 
     /// The model as Hugging Face folders; the first is the encoder users fine-tune.
-    pub fn hf_folders(&self) -> Vec<HfFolder> {
+    pub fn hf_folders(&self, vs: &nn::VarStore) -> Vec<HfFolder> {
         match self {
             Self::Electra(m) => vec![
                 HfFolder {
                     name: hf::HF_DISCRIMINATOR_DIR,
                     config: m.discriminator_config().clone(),
                     architecture: hf::HF_DISCRIMINATOR_ARCHITECTURE,
-                    tensors: m.hf_discriminator_tensors(),
+                    tensors: m.hf_discriminator_tensors(vs),
                 },
                 HfFolder {
                     name: hf::HF_GENERATOR_DIR,
                     config: m.generator_config().clone(),
                     architecture: hf::HF_GENERATOR_ARCHITECTURE,
-                    tensors: m.hf_generator_tensors(),
+                    tensors: m.hf_generator_tensors(vs),
                 },
             ],
             Self::Mlm(m) => vec![HfFolder {
                 name: MLM_DIR,
                 config: m.config().clone(),
                 architecture: MLM_ARCHITECTURE,
-                tensors: m.hf_tensors(),
+                tensors: m.hf_tensors(vs),
             }],
         }
     }

@@ -470,10 +470,10 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
     let vs = nn::VarStore::new(device);
     let objective = config.model.objective;
     let model = match (&found, &options.init_from_hf) {
-        (Some(found), _) => Pretrainer::from_checkpoint(&vs.root(), objective, &found.dir)?,
+        (Some(found), _) => Pretrainer::from_checkpoint(&vs, objective, &found.dir)?,
         (None, None) => Pretrainer::new(&vs.root(), objective, &disc_cfg, &gen_cfg)?,
         (None, Some(dir)) => {
-            let model = Pretrainer::from_hf(&vs.root(), config, dir)?;
+            let model = Pretrainer::from_hf(&vs, config, dir)?;
             let found = model.encoder_config().vocab_size;
             if found != disc_cfg.vocab_size {
                 return Err(TrainError::InvalidConfig {
@@ -694,7 +694,7 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
         tensors.push((GUARD_TENSORS[0].into(), guard.skipped.shallow_clone()));
         tensors.push((GUARD_TENSORS[1].into(), guard.consecutive.shallow_clone()));
         tensors.push((GUARD_TENSORS[2].into(), guard.longest.shallow_clone()));
-        let dir = writer.save(&model.hf_folders(), &tensors, &state, &tokenizer_json)?;
+        let dir = writer.save(&model.hf_folders(&vs), &tensors, &state, &tokenizer_json)?;
         tracing::info!(step = done, checkpoint = %dir.display(), "checkpoint written");
         Ok(dir)
     };
@@ -907,7 +907,7 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
     if !interrupted && is_main {
         write_hf_folders(
             &final_dir,
-            &model.hf_folders(),
+            &model.hf_folders(&vs),
             &tokenizer_json,
             Layout::Final,
         )?;

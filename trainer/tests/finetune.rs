@@ -449,7 +449,7 @@ fn a_saved_model_loads_in_transformers_with_our_logits() {
     let token_type_ids = Tensor::from_slice(&segments).view(shape);
     let attention_mask = Tensor::from_slice(&mask).view(shape);
     let vs = nn::VarStore::new(Device::Cpu);
-    let model = ElectraForSequenceClassification::from_hf(&vs.root(), &model_dir).unwrap();
+    let model = ElectraForSequenceClassification::from_hf(&vs, &model_dir).unwrap();
     assert_eq!(model.num_labels(), 3);
     let logits = tch::no_grad(|| {
         model.forward_t(
