@@ -1,33 +1,32 @@
 //! `electra bench train`: steady-state training throughput of a config, with the step
 //! time split into data wait, forward, backward and optimizer, and peak memory.
 //!
-//! The step is the pre-training step (same model, optimizer, clipping and guard) fed by
-//! the real pipeline from the config's `[data]`, every batch padded to `max_seq_len` so
-//! each step processes `batch_size x max_seq_len` positions. Two passes follow the
-//! warm-up:
+//! The step is the pre-training step itself ([`Trainer::step`]: same model, optimizer,
+//! clipping, guard and window) fed by the real pipeline from the config's `[data]`, every
+//! batch padded to `max_seq_len` so each step processes `batch_size x max_seq_len`
+//! positions. Two passes follow the warm-up:
 //!
 //! 1. **throughput**: `steps` steps with no host synchronisation inside them (on CUDA the
 //!    device is synchronised once at each end), as a training run executes them;
-//! 2. **breakdown**: `steps` more steps with the device synchronised after each phase, so
-//!    the phases' times are the device's, not the launch queue's. On CPU every operation
-//!    is synchronous and the two passes measure the same thing.
+//! 2. **breakdown**: `steps` more steps run phase by phase ([`Trainer::upload`],
+//!    [`forward`](Trainer::forward), [`backward`](Trainer::backward),
+//!    [`update`](Trainer::update)) with the device synchronised after each, so the phases'
+//!    times are the device's, not the launch queue's. On CPU every operation is synchronous
+//!    and the two passes measure the same thing.
 
 use std::time::Instant;
 
 use serde::Serialize;
-use tch::{nn, Device};
+use tch::Device;
 
 use crate::bench::peak_rss_bytes;
 use crate::config::RunConfig;
 use crate::device::{cuda_peak_allocated, heap_retained};
 use crate::error::{Result, TrainError};
-use crate::objective::Pretrainer;
-use crate::schedule::LinearSchedule;
+use crate::objective::{count_params, model_configs, Start};
+use crate::parallel::{RankBatch, RankData};
 use crate::tokenizer::load_tokenizer;
-use crate::train::{
-    autocast, count_params, forward_options, model_configs, new_optimizer, step_seed, DeviceBatch,
-};
-use electra_pipeline::Loader;
+use crate::trainer::Trainer;
 
 /// What `bench train` measures.
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +105,67 @@ fn lap(device: Device, t: &mut Instant) -> f64 {
     ms
 }
 
+/// Time spent in each phase of the timed steps, in milliseconds.
+#[derive(Debug, Default)]
+struct Phases {
+    wait: f64,
+    copy: f64,
+    forward: f64,
+    backward: f64,
+    optimizer: f64,
+    real_tokens: u64,
+}
+
+impl Phases {
+    fn total(&self) -> f64 {
+        self.wait + self.copy + self.forward + self.backward + self.optimizer
+    }
+}
+
+/// The pipeline and the trainer, stepped as training steps.
+struct Bench {
+    data: RankData,
+    trainer: Trainer,
+    needed: u64,
+}
+
+impl Bench {
+    /// The next batch; its wait is added to `phases`.
+    fn next_batch(&mut self, phases: &mut Phases) -> Result<RankBatch> {
+        let step = self.trainer.steps_done();
+        let batch = self.data.next_batch().ok_or(TrainError::DataExhausted {
+            batches: step,
+            needed: self.needed,
+        })??;
+        phases.real_tokens += batch.batch.real_tokens as u64;
+        Ok(batch)
+    }
+
+    /// One step as training runs it.
+    fn step(&mut self, phases: &mut Phases) -> Result<()> {
+        let batch = self.next_batch(phases)?;
+        self.trainer.step(&batch)?;
+        Ok(())
+    }
+
+    /// One step phase by phase, the device synchronised after each.
+    fn timed_step(&mut self, phases: &mut Phases) -> Result<()> {
+        let device = self.trainer.device();
+        let mut clock = Instant::now();
+        let batch = self.next_batch(phases)?;
+        phases.wait += lap(device, &mut clock);
+        let uploaded = self.trainer.upload(&batch);
+        phases.copy += lap(device, &mut clock);
+        let forwarded = self.trainer.forward(uploaded)?;
+        phases.forward += lap(device, &mut clock);
+        let backwarded = self.trainer.backward(forwarded)?;
+        phases.backward += lap(device, &mut clock);
+        self.trainer.update(backwarded)?;
+        phases.optimizer += lap(device, &mut clock);
+        Ok(())
+    }
+}
+
 /// Runs `options.warmup + 2 * options.steps` training steps of `config` on its data.
 pub fn bench_train(config: &RunConfig, options: TrainBenchOptions) -> Result<TrainBench> {
     let device = options.device;
@@ -113,107 +173,85 @@ pub fn bench_train(config: &RunConfig, options: TrainBenchOptions) -> Result<Tra
     config.data.pad_to_max_len = true;
     config.data.epochs = None;
     let tokenizer = load_tokenizer(&config.data.tokenizer)?;
-    let (disc_cfg, gen_cfg) = model_configs(&config, &tokenizer);
-    let t = &config.train;
-    tch::manual_seed(step_seed(t.seed, u64::MAX));
-    let vs = nn::VarStore::new(device);
-    let objective = config.model.objective;
-    let model = Pretrainer::new(&vs.root(), objective, &disc_cfg, &gen_cfg)?;
-    let mut optimizer = new_optimizer(&vs, t);
-    let forward = forward_options(&config);
-    let schedule = LinearSchedule {
-        peak: t.learning_rate,
-        warmup_steps: t.warmup_steps,
-        total_steps: t.total_steps,
+    let (encoder, generator) = model_configs(&config, &tokenizer);
+    let start = Start::Fresh {
+        encoder: &encoder,
+        generator: &generator,
     };
-    let flops_per_step = model.step_flops(&config);
-    let total_params = count_params(&vs, "");
-    let encoder_params = total_params - count_params(&vs, "generator.");
-    let mut loader = Loader::new(&config.data, tokenizer, t.seed)?;
-    let (batch_size, seq_len) = (config.data.batch_size, config.data.max_seq_len);
-
-    #[derive(Default)]
-    struct Phases {
-        wait: f64,
-        copy: f64,
-        forward: f64,
-        backward: f64,
-        optimizer: f64,
-        real_tokens: u64,
-    }
-    let mut step_no = 0u64;
-    let mut run = |timed_phases: bool, phases: &mut Phases| -> Result<()> {
-        let mut clock = Instant::now();
-        let batch = loader.next().ok_or(TrainError::DataExhausted {
-            batches: step_no,
-            needed: options.warmup + 2 * options.steps,
-        })??;
-        if timed_phases {
-            phases.wait += lap(device, &mut clock);
-        }
-        phases.real_tokens += batch.real_tokens as u64;
-        let device_batch = DeviceBatch::new(&batch, device);
-        if timed_phases {
-            phases.copy += lap(device, &mut clock);
-        }
-        tch::manual_seed(step_seed(t.seed, step_no));
-        let output = {
-            let _autocast = autocast(t.precision, device)?;
-            model.forward_t(&device_batch.input(), &forward, true)?
-        };
-        if timed_phases {
-            phases.forward += lap(device, &mut clock);
-        }
-        optimizer.zero_grad();
-        output.loss.backward();
-        if timed_phases {
-            phases.backward += lap(device, &mut clock);
-        }
-        let grad_norm = optimizer.clip_grad_norm(t.clip_grad_norm);
-        let ok = output.loss.isfinite().logical_and(&grad_norm.isfinite());
-        optimizer.step_if(schedule.lr(step_no), &ok);
-        if timed_phases {
-            phases.optimizer += lap(device, &mut clock);
-        }
-        step_no += 1;
-        Ok(())
+    let trainer = Trainer::new(&config, device, start, None)?;
+    let seed = config.train.seed;
+    let data = RankData::new(
+        &config.data,
+        &tokenizer,
+        seed,
+        1,
+        &[0],
+        &[Default::default()],
+    )?;
+    let steps = options.steps.max(1);
+    let mut bench = Bench {
+        data,
+        trainer,
+        needed: options.warmup + 2 * steps,
     };
 
     let mut ignored = Phases::default();
     for _ in 0..options.warmup {
-        run(false, &mut ignored)?;
+        bench.step(&mut ignored)?;
     }
     sync(device);
     if let Device::Cuda(i) = device {
         cuda_peak_allocated(i, true)?;
     }
-    let steps = options.steps.max(1);
     let mut pass1 = Phases::default();
     let started = Instant::now();
     for _ in 0..steps {
-        run(false, &mut pass1)?;
+        bench.step(&mut pass1)?;
     }
     sync(device);
     let seconds = started.elapsed().as_secs_f64().max(1e-9);
     let mut pass2 = Phases::default();
     for _ in 0..steps {
-        run(true, &mut pass2)?;
+        bench.timed_step(&mut pass2)?;
     }
-    let n = steps as f64;
-    let step_ms = seconds * 1e3 / n;
-    let phased_ms =
-        (pass2.wait + pass2.copy + pass2.forward + pass2.backward + pass2.optimizer).max(1e-9);
     let peak_memory_bytes = match device {
         Device::Cuda(i) => cuda_peak_allocated(i, false)?,
         _ => peak_rss_bytes(),
     };
-    Ok(TrainBench {
-        device: format!("{device:?}"),
-        precision: format!("{:?}", t.precision).to_lowercase(),
+    Ok(report(
+        &config,
+        &bench.trainer,
+        steps,
+        seconds,
+        &pass1,
+        &pass2,
+        peak_memory_bytes,
+    ))
+}
+
+/// The report of `steps` timed steps per pass.
+fn report(
+    config: &RunConfig,
+    trainer: &Trainer,
+    steps: u64,
+    seconds: f64,
+    pass1: &Phases,
+    pass2: &Phases,
+    peak_memory_bytes: u64,
+) -> TrainBench {
+    let (batch_size, seq_len) = (config.data.batch_size, config.data.max_seq_len);
+    let n = steps as f64;
+    let step_ms = seconds * 1e3 / n;
+    let vs = trainer.var_store();
+    let total_params = count_params(vs, "");
+    let flops_per_step = trainer.flops_per_step();
+    TrainBench {
+        device: format!("{:?}", trainer.device()),
+        precision: format!("{:?}", config.train.precision).to_lowercase(),
         torch_threads: tch::get_num_threads(),
         retained_heap: heap_retained(),
-        objective: format!("{objective:?}").to_lowercase(),
-        encoder_params,
+        objective: format!("{:?}", config.model.objective).to_lowercase(),
+        encoder_params: total_params - trainer.objective().generator_params(vs),
         total_params,
         batch_size,
         seq_len,
@@ -226,9 +264,9 @@ pub fn bench_train(config: &RunConfig, options: TrainBenchOptions) -> Result<Tra
         forward_ms: pass2.forward / n,
         backward_ms: pass2.backward / n,
         optimizer_ms: pass2.optimizer / n,
-        data_wait_frac: pass2.wait / phased_ms,
+        data_wait_frac: pass2.wait / pass2.total().max(1e-9),
         peak_memory_bytes,
         flops_per_step,
         achieved_tflops: flops_per_step / (step_ms / 1e3) / 1e12,
-    })
+    }
 }

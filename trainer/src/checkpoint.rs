@@ -31,12 +31,10 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::error::{Result, TrainError};
-use crate::objective::{write_hf_folders, HfFolder, Layout};
+use crate::hf_folders::{write_hf_folders, HfFolder};
+use crate::run_dir::{is_partial_checkpoint, parse_step_dir, RunDir};
+pub use crate::run_dir::{step_dir_name, CHECKPOINTS_DIR, LATEST_FILE};
 
-/// Folder of a run's checkpoints.
-pub const CHECKPOINTS_DIR: &str = "checkpoints";
-/// The pointer file naming the newest complete checkpoint.
-pub const LATEST_FILE: &str = "latest";
 /// The JSON part of the trainer state.
 pub const STATE_FILE: &str = "trainer_state.json";
 /// The tensor part of the trainer state.
@@ -57,6 +55,30 @@ pub struct FileStamp {
     pub path: String,
     /// Its size in bytes.
     pub bytes: u64,
+}
+
+impl FileStamp {
+    /// The stamps of `files` (size 0 for a file that cannot be read).
+    pub fn of_files(files: &[PathBuf]) -> Vec<FileStamp> {
+        files
+            .iter()
+            .map(|p| FileStamp {
+                path: p.display().to_string(),
+                bytes: std::fs::metadata(p).map_or(0, |m| m.len()),
+            })
+            .collect()
+    }
+}
+
+/// What every checkpoint of a run records about the run itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunIdentity {
+    /// sha256 of the run's tokenizer.json.
+    pub tokenizer_sha256: String,
+    /// The input files.
+    pub data_files: Vec<FileStamp>,
+    /// The resolved config (TOML).
+    pub config_toml: String,
 }
 
 /// The logging window in progress (its device sums are in the tensors file).
@@ -121,17 +143,10 @@ pub struct Found {
 /// Writes checkpoints into `RUN_DIR/checkpoints`.
 #[derive(Debug, Clone)]
 pub struct CheckpointWriter {
+    run: RunDir,
     dir: PathBuf,
     keep: usize,
-}
-
-/// The name of the checkpoint of `step`.
-pub fn step_dir_name(step: u64) -> String {
-    format!("step-{step:09}")
-}
-
-fn parse_step(name: &str) -> Option<u64> {
-    name.strip_prefix("step-")?.parse().ok()
+    identity: RunIdentity,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + use<> {
@@ -146,12 +161,20 @@ fn corrupt(dir: &Path, reason: impl Into<String>) -> TrainError {
 }
 
 impl CheckpointWriter {
-    /// Checkpoints of the run in `run_dir`; the newest `keep` (at least 1) are kept.
-    pub fn new(run_dir: &Path, keep: usize) -> Self {
+    /// Checkpoints of the run in `run`; the newest `keep` (at least 1) are kept. The model
+    /// folders get the run's `tokenizer.json`.
+    pub fn new(run: &RunDir, keep: usize, identity: RunIdentity) -> Self {
         Self {
-            dir: run_dir.join(CHECKPOINTS_DIR),
+            run: run.clone(),
+            dir: run.checkpoints(),
             keep: keep.max(1),
+            identity,
         }
+    }
+
+    /// What every checkpoint records about the run.
+    pub fn identity(&self) -> &RunIdentity {
+        &self.identity
     }
 
     /// Writes the checkpoint of `state.step`; returns its folder.
@@ -160,29 +183,28 @@ impl CheckpointWriter {
         model: &[HfFolder],
         tensors: &[(String, Tensor)],
         state: &TrainerState,
-        tokenizer_json: &Path,
     ) -> Result<PathBuf> {
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         self.remove_partial();
-        let name = step_dir_name(state.step);
-        let tmp = self.dir.join(format!(".tmp-{name}-{}", std::process::id()));
+        let tmp = self.run.partial_checkpoint(state.step);
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        let written = self.write_files(&tmp, model, tensors, state, tokenizer_json);
+        let written = self.write_files(&tmp, model, tensors, state);
         if let Err(e) = written {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(e);
         }
-        let dest = self.dir.join(&name);
+        let name = step_dir_name(state.step);
+        let dest = self.run.checkpoint(state.step);
         if dest.exists() {
             // The same step saved again (a resumed run that stopped at once): replace it.
             std::fs::remove_dir_all(&dest).map_err(io(&dest))?;
         }
         std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
         electra_fsutil::fsync_dir(&self.dir);
-        electra_fsutil::write_atomic(&self.dir.join(LATEST_FILE), name.as_bytes())?;
+        electra_fsutil::write_atomic(&self.run.latest(), name.as_bytes())?;
         self.prune(state.step);
         Ok(dest)
     }
@@ -193,9 +215,8 @@ impl CheckpointWriter {
         model: &[HfFolder],
         tensors: &[(String, Tensor)],
         state: &TrainerState,
-        tokenizer_json: &Path,
     ) -> Result<()> {
-        write_hf_folders(tmp, model, tokenizer_json, Layout::Named)?;
+        write_hf_folders(tmp, model, &self.run.tokenizer())?;
         if let Some(ms) = std::env::var(PAUSE_ENV)
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
@@ -213,7 +234,7 @@ impl CheckpointWriter {
         let sums = checksums(tmp)?;
         electra_fsutil::write_atomic(&tmp.join(CHECKSUMS_FILE), sums.as_bytes())?;
         for folder in model {
-            electra_fsutil::fsync_dir(&tmp.join(folder.name));
+            electra_fsutil::fsync_dir(&tmp.join(&folder.dir));
         }
         electra_fsutil::fsync_dir(tmp);
         Ok(())
@@ -226,7 +247,7 @@ impl CheckpointWriter {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".tmp-step-") {
+            if is_partial_checkpoint(&name) {
                 tracing::warn!(folder = %entry.path().display(), "removing an incomplete checkpoint write");
                 let _ = std::fs::remove_dir_all(entry.path());
             }
@@ -239,7 +260,7 @@ impl CheckpointWriter {
         steps.retain(|&s| s != newest);
         steps.sort_unstable_by(|a, b| b.cmp(a));
         for &step in steps.iter().skip(self.keep.saturating_sub(1)) {
-            let dir = self.dir.join(step_dir_name(step));
+            let dir = self.run.checkpoint(step);
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 tracing::warn!(folder = %dir.display(), "cannot remove an old checkpoint: {e}");
             }
@@ -255,7 +276,7 @@ fn list_steps(dir: &Path) -> Vec<u64> {
     entries
         .flatten()
         .filter(|e| e.path().is_dir())
-        .filter_map(|e| parse_step(&e.file_name().to_string_lossy()))
+        .filter_map(|e| parse_step_dir(&e.file_name().to_string_lossy()))
         .collect()
 }
 
@@ -347,13 +368,14 @@ pub fn verify(dir: &Path) -> Result<TrainerState> {
 /// short, a flipped byte) are skipped with a warning; when checkpoints exist but none
 /// verifies, the error lists why each was refused.
 pub fn find_latest(run_dir: &Path) -> Result<Found> {
-    let dir = run_dir.join(CHECKPOINTS_DIR);
+    let run = RunDir::new(run_dir);
+    let dir = run.checkpoints();
     let mut steps = list_steps(&dir);
     steps.sort_unstable_by(|a, b| b.cmp(a));
-    let pointer = std::fs::read_to_string(dir.join(LATEST_FILE)).ok();
+    let pointer = std::fs::read_to_string(run.latest()).ok();
     let mut refused = Vec::new();
     for step in steps {
-        let path = dir.join(step_dir_name(step));
+        let path = run.checkpoint(step);
         match verify(&path) {
             Ok(state) => {
                 for reason in &refused {

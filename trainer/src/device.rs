@@ -1,7 +1,7 @@
 //! What tch does not expose about devices: bfloat16 autocast on CPU or CUDA (tch's
 //! `autocast` switches only CUDA's, in float16) and the CUDA caching allocator's peak
 //! memory. Through the C++ shim (`csrc/device.cpp`). And [`retain_cpu_heap`], glibc's
-//! allocator tuned for libtorch's CPU activations.
+//! allocator tuned for libtorch's CPU activations; [`DeviceChoice`], where to train.
 
 #![allow(unsafe_code)]
 
@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tch::Device;
 
+use crate::config::Precision;
 use crate::error::{Result, TrainError};
 
 extern "C" {
@@ -137,5 +138,37 @@ mod tests {
             assert_eq!(a.matmul(&a).kind(), Kind::BFloat16);
         }
         assert_eq!(a.matmul(&a).kind(), Kind::Float);
+    }
+}
+
+/// A bfloat16 autocast region when `precision` asks for one.
+pub fn autocast(precision: Precision, device: Device) -> Result<Option<Autocast>> {
+    match precision {
+        Precision::Fp32 => Ok(None),
+        Precision::Bf16 => Autocast::bf16(device).map(Some),
+    }
+}
+
+/// Where to train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DeviceChoice {
+    /// CUDA when libtorch sees a GPU, else CPU.
+    #[default]
+    Auto,
+    /// CPU.
+    Cpu,
+    /// The first CUDA device; an error when there is none.
+    Cuda,
+}
+
+impl DeviceChoice {
+    /// The libtorch device.
+    pub fn resolve(self) -> Result<Device> {
+        match self {
+            Self::Cpu => Ok(Device::Cpu),
+            Self::Auto => Ok(Device::cuda_if_available()),
+            Self::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+            Self::Cuda => Err(TrainError::NoCuda),
+        }
     }
 }

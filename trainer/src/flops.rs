@@ -9,15 +9,20 @@
 //! `2EH` for the embedding projection when `E != H`. ELECTRA adds the generator (all
 //! tokens), its head and the tied softmax over the vocabulary at the masked positions
 //! (`2·H_g·E + 2·E·V` each), and the discriminator head (`2H² + 2H` per token); MLM has one
-//! encoder and the head at the masked positions.
+//! encoder and the head at the masked positions. Each objective counts its own
+//! ([`ObjectiveKind::step_flops`](crate::objective::ObjectiveKind::step_flops)) from the
+//! pieces here.
 
 use electra_model::ElectraConfig;
 use serde::Serialize;
 
-use crate::config::{Objective, RunConfig};
+use crate::config::RunConfig;
+
+/// Passes of a training step, in forward passes (the backward pass costs two).
+pub(crate) const TRAIN_PASSES: f64 = 3.0;
 
 /// Forward FLOPs of one encoder over one token.
-fn encoder_per_token(cfg: &ElectraConfig, seq: f64) -> f64 {
+pub(crate) fn encoder_per_token(cfg: &ElectraConfig, seq: f64) -> f64 {
     let h = cfg.hidden_size as f64;
     let i = cfg.intermediate_size as f64;
     let e = cfg.embedding_size as f64;
@@ -31,7 +36,7 @@ fn encoder_per_token(cfg: &ElectraConfig, seq: f64) -> f64 {
 }
 
 /// Forward FLOPs of the tied LM head at one masked position.
-fn lm_head_per_masked(cfg: &ElectraConfig) -> f64 {
+pub(crate) fn lm_head_per_masked(cfg: &ElectraConfig) -> f64 {
     let (h, e, v) = (
         cfg.hidden_size as f64,
         cfg.embedding_size as f64,
@@ -53,29 +58,22 @@ pub struct StepFlops {
     pub total: f64,
 }
 
-/// FLOPs of one training step of `config` with encoder `disc` and generator `gen`.
-pub fn step_flops(config: &RunConfig, disc: &ElectraConfig, gen: &ElectraConfig) -> StepFlops {
-    let seq = config.data.max_seq_len as f64;
-    let tokens = config.data.batch_size as f64 * seq;
-    let masked = tokens * config.data.mask_prob;
-    let train = 3.0;
-    let encoder = train * tokens * encoder_per_token(disc, seq);
-    let (generator, heads) = match config.model.objective {
-        Objective::Electra => {
-            let h = disc.hidden_size as f64;
-            (
-                train * tokens * encoder_per_token(gen, seq),
-                train * (masked * lm_head_per_masked(gen) + tokens * (2.0 * h * h + 2.0 * h)),
-            )
+impl StepFlops {
+    /// The three parts and their sum.
+    pub fn new(encoder: f64, generator: f64, heads: f64) -> Self {
+        Self {
+            encoder,
+            generator,
+            heads,
+            total: encoder + generator + heads,
         }
-        Objective::Mlm => (0.0, train * masked * lm_head_per_masked(disc)),
-    };
-    StepFlops {
-        encoder,
-        generator,
-        heads,
-        total: encoder + generator + heads,
     }
+}
+
+/// FLOPs of one training step of `config` (its `model.objective`) with encoder `disc` and
+/// generator `gen`.
+pub fn step_flops(config: &RunConfig, disc: &ElectraConfig, gen: &ElectraConfig) -> StepFlops {
+    crate::objective::kind(config.model.objective).step_flops(config, disc, gen)
 }
 
 #[cfg(test)]
@@ -100,6 +98,7 @@ mod tests {
 
     #[test]
     fn electra_costs_more_per_step_than_mlm_of_the_same_encoder() {
+        use crate::config::Objective;
         let mut config = RunConfig::default();
         let disc = config.model.discriminator(30522, 0);
         let gen = disc.generator(config.model.generator_fraction);

@@ -3,11 +3,14 @@
 //! 1. [`config`]: the run's TOML (`[model]`, `[data]`, `[train]`, `[checkpoint]`),
 //!    overrides, validation.
 //! 2. [`tokenizer`]: the run's tokenizer, or the embedded bert-base-uncased default.
-//! 3. [`train`]: batches from the pipeline's queue -> tensors -> generator + discriminator
-//!    forward ([`objective`]: ELECTRA or masked LM) -> our [`optim::AdamW`] under the
-//!    [`schedule::LinearSchedule`] -> metrics -> [`checkpoint`]s and final weights with
-//!    Hugging Face names; [`flops`] counts the training compute; [`dist`]: collectives
-//!    over ranks (c10d's TCPStore and NCCL) for data parallelism.
+//! 3. [`train`]: the pre-training loop, [`pretrain`](train::pretrain), over a
+//!    [`trainer::Trainer`]: batches from the pipeline ([`parallel`]: this rank's slices) ->
+//!    tensors ([`device_batch`]) -> the [`objective`] (ELECTRA or masked LM) -> our
+//!    [`optim::AdamW`] under the [`schedule::LinearSchedule`] -> [`metrics`] sinks ->
+//!    [`checkpoint`]s ([`resume`]) and final weights as Hugging Face folders
+//!    ([`hf_folders`]), all in the [`run_dir::RunDir`]; [`flops`] counts the training
+//!    compute; [`ranks`] and [`dist`]: collectives over ranks (c10d's TCPStore and NCCL)
+//!    for data parallelism. [`bench_train`] times the same step.
 //! 4. [`finetune`]: a pre-trained discriminator fine-tuned on a [`task`] (TSV
 //!    classification or regression) with layer-wise learning-rate decay, scored by
 //!    [`scores`] over several seeds.
@@ -32,17 +35,24 @@ pub mod bench_train;
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod device_batch;
 pub mod dist;
 pub mod error;
 pub mod finetune;
 pub mod flops;
+pub mod hf_folders;
 pub mod inspect;
 pub mod metrics;
 pub mod objective;
 pub mod optim;
 pub mod parallel;
+pub mod ranks;
+pub mod resume;
+pub mod run_dir;
 pub mod schedule;
 pub mod scores;
+pub mod summary;
 pub mod task;
 pub mod tokenizer;
 pub mod train;
+pub mod trainer;

@@ -14,7 +14,9 @@
 //! Per-parameter scales ([`AdamW::set_lr_scales`]) give layer-wise learning-rate decay for
 //! fine-tuning; pre-training leaves them at 1.
 
-use tch::{Kind, Tensor};
+use tch::{nn, Kind, Tensor};
+
+use crate::config::TrainSection;
 
 /// AdamW hyper-parameters (the learning rate comes from the schedule at each step).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -29,6 +31,19 @@ pub struct AdamWConfig {
     pub weight_decay: f64,
     /// Divide the moments by `1 - beta^t`.
     pub bias_correction: bool,
+}
+
+impl AdamWConfig {
+    /// The pre-training optimizer `[train]` configures.
+    pub fn from_train(t: &TrainSection) -> Self {
+        Self {
+            beta1: t.adam_beta1,
+            beta2: t.adam_beta2,
+            eps: t.adam_eps,
+            weight_decay: t.weight_decay,
+            bias_correction: t.bias_correction,
+        }
+    }
 }
 
 /// One optimised tensor and its moments.
@@ -79,6 +94,11 @@ impl AdamW {
             params,
             step: 0,
         }
+    }
+
+    /// Optimises every variable of `vs`.
+    pub fn for_var_store(vs: &nn::VarStore, config: AdamWConfig) -> Self {
+        Self::new(vs.variables().into_iter().collect(), config)
     }
 
     /// Updates completed so far.

@@ -8,6 +8,8 @@
 //! `r, r + W, ...` and trains on their rows, which sit at known places of the global batch.
 //! A single process reads every slice. With one slice this is the plain loader.
 
+use std::time::{Duration, Instant};
+
 use electra_pipeline::{
     BadRecordCounts, Batch, DataConfig, DataCursor, DataSlice, Loader, LoaderStart, TextTokenizer,
 };
@@ -29,6 +31,8 @@ pub struct RankBatch {
     pub global_rows: Vec<i64>,
     /// `(slice, cursor after this step)` of every owned slice.
     pub cursors: Vec<(usize, DataCursor)>,
+    /// How long the trainer waited for it.
+    pub data_wait: Duration,
 }
 
 /// This rank's loaders, one per owned slice.
@@ -87,6 +91,7 @@ impl RankData {
 
     /// The next step's examples; `None` when a slice's data ended.
     pub fn next_batch(&mut self) -> Option<Result<RankBatch>> {
+        let waited = Instant::now();
         let mut parts = Vec::with_capacity(self.loaders.len());
         for (index, loader) in &mut self.loaders {
             match loader.next()? {
@@ -106,6 +111,7 @@ impl RankData {
             batch,
             global_rows,
             cursors,
+            data_wait: waited.elapsed(),
         }))
     }
 }

@@ -4,6 +4,8 @@
 //! where `step` counts completed updates (the first update uses step 0, as the
 //! reference's `global_step` does, so its learning rate is 0).
 
+use crate::config::TrainSection;
+
 /// Warmup + linear decay.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LinearSchedule {
@@ -16,6 +18,24 @@ pub struct LinearSchedule {
 }
 
 impl LinearSchedule {
+    /// The pre-training schedule `[train]` configures.
+    pub fn from_train(t: &TrainSection) -> Self {
+        Self {
+            peak: t.learning_rate,
+            warmup_steps: t.warmup_steps,
+            total_steps: t.total_steps,
+        }
+    }
+
+    /// Warmup over `warmup_fraction` of `total_steps` (rounded), then decay to 0 at the end.
+    pub fn with_warmup_fraction(peak: f64, warmup_fraction: f64, total_steps: u64) -> Self {
+        Self {
+            peak,
+            warmup_steps: (total_steps as f64 * warmup_fraction).round() as u64,
+            total_steps,
+        }
+    }
+
     /// The learning rate for the update made at `step` (0-based).
     pub fn lr(&self, step: u64) -> f64 {
         let step = step as f64;

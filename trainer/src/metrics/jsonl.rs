@@ -1,67 +1,27 @@
-//! Metrics: one JSON object per logging step appended to `RUN_DIR/metrics.jsonl`.
+//! [`JsonlSink`]: one JSON object per row appended to `RUN_DIR/metrics.jsonl`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use electra_pipeline::BadRecordCounts;
-use serde::Serialize;
-
+use super::{MetricsRow, MetricsSink};
 use crate::error::{Result, TrainError};
-
-/// One row of `metrics.jsonl`: averages over the steps since the previous row.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct MetricsRow {
-    /// Updates completed.
-    pub step: u64,
-    /// Epoch of the last batch.
-    pub epoch: u64,
-    /// `gen_weight * gen_loss + disc_weight * disc_loss`.
-    pub loss: f64,
-    /// Generator cross-entropy at masked positions.
-    pub gen_loss: f64,
-    /// Discriminator binary cross-entropy over real tokens.
-    pub disc_loss: f64,
-    /// Generator argmax accuracy at masked positions.
-    pub gen_acc: f64,
-    /// Fraction of real tokens the generator's samples actually replaced.
-    pub replaced_frac: f64,
-    /// Discriminator accuracy over real tokens.
-    pub disc_acc: f64,
-    /// Discriminator precision on "replaced".
-    pub disc_precision: f64,
-    /// Discriminator recall on "replaced".
-    pub disc_recall: f64,
-    /// Accuracy of always answering "original" on the same tokens (the baseline to beat).
-    pub disc_baseline_acc: f64,
-    /// Global gradient norm before clipping (mean over the window).
-    pub grad_norm: f64,
-    /// Learning rate of the last update.
-    pub lr: f64,
-    /// Real (non-padding) tokens per second over the window.
-    pub tokens_per_sec: f64,
-    /// Share of the window's wall time spent waiting on the data queue.
-    pub data_wait_frac: f64,
-    /// Real tokens trained on since the start.
-    pub tokens: u64,
-    /// Seconds since the start.
-    pub elapsed_sec: f64,
-    /// Steps skipped since the start because their loss or gradient norm was not finite.
-    pub skipped_steps: u64,
-    /// Bad input records skipped since the start, per kind.
-    pub bad_records: BadRecordCounts,
-}
 
 /// Appends rows to `metrics.jsonl`, flushing each one.
 #[derive(Debug)]
-pub struct MetricsWriter {
+pub struct JsonlSink {
     path: PathBuf,
     out: BufWriter<File>,
 }
 
-impl MetricsWriter {
-    /// Creates `path` (emptying it), or appends to it when `append` (a resumed run).
-    pub fn open(path: &Path, append: bool) -> Result<Self> {
+impl JsonlSink {
+    /// Creates `path`, emptying it.
+    pub fn create(path: &Path) -> Result<Self> {
+        Self::open(path, false)
+    }
+
+    /// Opens `path`, emptying it or appending to it.
+    fn open(path: &Path, append: bool) -> Result<Self> {
         let file = OpenOptions::new()
             .create(true)
             .write(true)
@@ -108,9 +68,11 @@ impl MetricsWriter {
         electra_fsutil::write_atomic(path, kept.as_bytes())?;
         Self::open(path, true)
     }
+}
 
-    /// Appends one row.
-    pub fn write(&mut self, row: &MetricsRow) -> Result<()> {
+impl MetricsSink for JsonlSink {
+    /// Appends one row as a line of JSON and flushes it.
+    fn write(&mut self, row: &MetricsRow) -> Result<()> {
         let line = serde_json::to_string(row).map_err(|e| TrainError::Io {
             path: self.path.clone(),
             source: std::io::Error::other(e),
@@ -118,5 +80,57 @@ impl MetricsWriter {
         writeln!(self.out, "{line}")
             .and_then(|()| self.out.flush())
             .map_err(TrainError::io(&self.path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(step: u64) -> MetricsRow {
+        MetricsRow {
+            step,
+            loss: 1.5,
+            ..MetricsRow::default()
+        }
+    }
+
+    fn steps(path: &Path) -> Vec<u64> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_resumed_sink_drops_rows_after_the_checkpoint_and_an_early_row_at_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let mut sink = JsonlSink::create(&path).unwrap();
+        for step in [10, 20, 25, 30] {
+            sink.write(&row(step)).unwrap();
+        }
+        drop(sink);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"step\": 3"); // a line cut short by a kill
+        std::fs::write(&path, text).unwrap();
+
+        // Resumed at 20 with a closed window: the row at 20 stays.
+        JsonlSink::resume(&path, 20, false).unwrap();
+        assert_eq!(steps(&path), [10, 20]);
+        // Resumed at 20 with the window open: the early row at 20 goes too.
+        let mut sink = JsonlSink::resume(&path, 20, true).unwrap();
+        sink.write(&row(30)).unwrap();
+        assert_eq!(steps(&path), [10, 30]);
+        let line = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            line.ends_with('\n') && line.contains("\"loss\":1.5"),
+            "{line}"
+        );
     }
 }
