@@ -8,7 +8,7 @@ use crate::dropout::{attention, dropout};
 use crate::layers::{linear, LayerNorm};
 
 /// `attention.self`: the `query`, `key` and `value` projections and fused scaled dot-product
-/// attention ([`attention`](crate::dropout::attention)).
+/// attention ([`crate::dropout::attention`]).
 #[derive(Debug)]
 pub struct SelfAttention {
     query: nn::Linear,

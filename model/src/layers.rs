@@ -1,4 +1,4 @@
-//! Building blocks with Hugging Face initialisation: [`linear`] and [`LayerNorm`].
+//! Building blocks with Hugging Face initialisation: `linear` and [`LayerNorm`].
 //!
 //! Hugging Face's `ElectraPreTrainedModel._init_weights` draws Linear and Embedding weights
 //! from `normal(0, initializer_range)`, sets biases to 0, LayerNorm weights to 1 and biases

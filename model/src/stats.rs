@@ -1,4 +1,4 @@
-//! Training statistics computed on the device without a host sync ([`compute_stats`]), and
+//! Training statistics computed on the device without a host sync (`compute_stats`), and
 //! read back and summed on the host every few steps ([`ElectraStats`]).
 
 use std::ops::{Add, AddAssign};

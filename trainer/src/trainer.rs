@@ -4,7 +4,9 @@
 //! collective of a data-parallel run, the metrics window and its sinks, the non-finite
 //! guard and the counters. A run is a sequence of
 //!
-//! - [`step`](Trainer::step): one update (four phases, see [`step`](self::step));
+//! - [`step`](Trainer::step): one update, in four phases that `bench train` times one by
+//!   one: [`upload`](Trainer::upload), [`forward`](Trainer::forward),
+//!   [`backward`](Trainer::backward), [`update`](Trainer::update);
 //! - [`check_finite`](Trainer::check_finite), [`exchange`](Trainer::exchange),
 //!   [`log`](Trainer::log): at logging steps, the guard is read, the ranks' counters meet
 //!   and the window's row goes to the sinks;

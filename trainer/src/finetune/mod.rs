@@ -5,22 +5,22 @@
 //!    with `discriminator/` (as `export-hf` writes) or a run folder with `final/` (as
 //!    `pretrain` writes). Its `config.json` gives the sizes, its `tokenizer.json` the
 //!    tokenizer (required).
-//! 2. The task ([`data`], [`crate::task`]): TSV files read, labels mapped, examples
-//!    tokenized once.
-//!    `--max-train-examples` / `--max-eval-examples` keep a fixed random subset (the same
-//!    for every seed).
-//! 3. For each seed: `tch::manual_seed(seed)`, a fresh
-//!    [`ElectraForSequenceClassification`] whose encoder is copied from the folder (the
-//!    head is new), then `epochs` passes over the training set shuffled from the seed.
-//!    Batches are padded to their longest example, rounded up to a multiple of 8.
-//! 4. The recipe ([`seed`]): our [`AdamW`](crate::optim::AdamW) (beta 0.9/0.999, eps 1e-6, weight decay 0.01 except
-//!    LayerNorm and biases, bias correction on, as `transformers` and PyTorch do; with a
-//!    warmup of a few dozen steps the uncorrected first steps of the reference are too
-//!    large), gradient clipping at norm 1, the reference's schedule
+//! 2. The task (`data.rs`, [`crate::task`]): TSV files read, labels mapped, examples
+//!    tokenized once. `--max-train-examples` / `--max-eval-examples` keep a fixed random
+//!    subset (the same for every seed).
+//! 3. For each seed (`seed.rs`): `tch::manual_seed(seed)`, a fresh
+//!    [`ElectraForSequenceClassification`](electra_model::ElectraForSequenceClassification)
+//!    whose encoder is copied from the folder (the head is new), then `epochs` passes over
+//!    the training set shuffled from the seed. Batches are padded to their longest
+//!    example, rounded up to a multiple of 8.
+//! 4. The recipe: our [`AdamW`](crate::optim::AdamW) (beta 0.9/0.999, eps 1e-6, weight
+//!    decay 0.01 except LayerNorm and biases, bias correction on, as `transformers` and
+//!    PyTorch do; with a warmup of a few dozen steps the uncorrected first steps of the
+//!    reference are too large), gradient clipping at norm 1, the reference's schedule
 //!    ([`LinearSchedule`], warmup 10% of the steps), dropout 0.1 (the config's), and
 //!    layer-wise learning-rate decay ([`layer_lr_scale`]).
-//! 5. Dev (and test, when present) are scored after training ([`scoring`]); the
-//!    [`report`] has each seed and the median, written to `OUT/results.json`. With
+//! 5. Dev (and test, when present) are scored after training (`scoring.rs`); the
+//!    [`FinetuneReport`] has each seed and the median, written to `OUT/results.json`. With
 //!    `save_model`, the seed with the best dev score (accuracy, or Pearson; the first on a
 //!    tie) is written to `OUT/model/` as a Hugging Face `ElectraForSequenceClassification`
 //!    folder with the tokenizer files (written as pre-training writes its folders,

@@ -53,7 +53,21 @@ pub(super) fn score(
         }
         Ok(())
     })?;
-    let mut scores = match problem {
+    let mut scores = scores_of(split, &outputs, outputs_per_example, problem, num_classes);
+    scores.loss = (!split.examples.is_empty()).then(|| loss_sum / split.examples.len() as f64);
+    Ok(scores)
+}
+
+/// The scores of `outputs` (`per_example` numbers for each example of `split`, in order):
+/// correlations for regression, accuracy and F1 of the argmax class otherwise.
+fn scores_of(
+    split: &Split,
+    outputs: &[f32],
+    per_example: usize,
+    problem: ProblemType,
+    num_classes: usize,
+) -> Scores {
+    match problem {
         ProblemType::Regression => {
             let gold: Vec<f64> = split
                 .examples
@@ -75,24 +89,23 @@ pub(super) fn score(
                     Target::Value(_) => 0,
                 })
                 .collect();
-            let predicted: Vec<usize> = outputs
-                .chunks(outputs_per_example)
-                .map(|row| {
-                    row.iter()
-                        .enumerate()
-                        .fold((0, f32::NEG_INFINITY), |best, (c, &v)| {
-                            if v > best.1 {
-                                (c, v)
-                            } else {
-                                best
-                            }
-                        })
-                        .0
-                })
-                .collect();
+            let predicted: Vec<usize> = outputs.chunks(per_example).map(argmax).collect();
             Scores::classification(&gold, &predicted, num_classes)
         }
-    };
-    scores.loss = (!split.examples.is_empty()).then(|| loss_sum / split.examples.len() as f64);
-    Ok(scores)
+    }
+}
+
+/// The index of the largest value (the first on a tie; 0 when none is above minus
+/// infinity).
+fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (c, &v)| {
+            if v > best.1 {
+                (c, v)
+            } else {
+                best
+            }
+        })
+        .0
 }
