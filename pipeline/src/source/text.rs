@@ -6,8 +6,30 @@
 //! text reaches `max_doc_bytes` ends after that line (counted as `split_documents`), so a
 //! file with no blank lines never becomes one unbounded document.
 
-use super::{Document, FileContext, LineInfo};
+use super::byte_source::ByteSource;
+use super::format::{Document, FileContext, RecordFormat, RecordReader};
+use super::line_records::{LineParser, LineRecords};
+use super::lines::LineInfo;
+use super::location::Location;
 use crate::error::{PipelineError, Result};
+
+/// Plain text as a [`RecordFormat`].
+#[derive(Debug, Clone)]
+pub(crate) struct TextFormat {
+    /// Longest line held in memory (`max_doc_bytes`).
+    pub cap: usize,
+    /// Lines longer than the cap are cut into pieces (`oversized_lines = "split"`).
+    pub split: bool,
+}
+
+impl RecordFormat for TextFormat {
+    fn open(&self, source: &dyn ByteSource, location: &Location) -> Result<Box<dyn RecordReader>> {
+        let parser = TextParser::default();
+        Ok(Box::new(LineRecords::open(
+            source, location, self.cap, self.split, parser,
+        )?))
+    }
+}
 
 /// Groups trimmed lines into documents; an empty or whitespace-only line ends a document.
 #[derive(Debug, Default)]
@@ -21,10 +43,8 @@ pub(crate) struct TextParser {
     bytes: usize,
 }
 
-impl TextParser {
-    /// Feeds one line (without its newline) or piece of a line; completed documents go to
-    /// `out`.
-    pub fn line(
+impl LineParser for TextParser {
+    fn line(
         &mut self,
         bytes: &[u8],
         info: LineInfo,
@@ -35,7 +55,7 @@ impl TextParser {
     ) -> Result<()> {
         if let Some(piece) = info.piece {
             if piece.first {
-                out.extend(self.finish(ctx));
+                out.extend(self.end_document(ctx));
                 ctx.bad.split_lines += 1;
             }
             let Ok(text) = std::str::from_utf8(bytes) else {
@@ -89,21 +109,27 @@ impl TextParser {
         };
         let trimmed = text.trim();
         if trimmed.is_empty() {
-            out.extend(self.finish(ctx));
+            out.extend(self.end_document(ctx));
             return Ok(());
         }
         self.begin(info.offset);
         self.sentences.push(trimmed.to_string());
         self.bytes += trimmed.len();
         if self.bytes >= cap {
-            out.extend(self.finish(ctx));
+            out.extend(self.end_document(ctx));
             ctx.bad.split_documents += 1;
         }
         Ok(())
     }
 
+    fn finish(&mut self, ctx: &mut FileContext<'_>, out: &mut Vec<Document>) {
+        out.extend(self.end_document(ctx));
+    }
+}
+
+impl TextParser {
     /// Ends the document in progress (a blank line or the end of the file).
-    pub fn finish(&mut self, ctx: &mut FileContext<'_>) -> Option<Document> {
+    fn end_document(&mut self, ctx: &mut FileContext<'_>) -> Option<Document> {
         if !self.open {
             return None;
         }
