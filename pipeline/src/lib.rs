@@ -62,12 +62,12 @@ pub mod tokenize;
 pub mod train_tokenizer;
 
 pub use batch::{Batch, BatchShape, DataCursor};
-pub use block::{ExampleRef, MaskedBlock};
+pub use block::{ChunkDocuments, ExampleRef, MaskedBlock};
 pub use config::{BadRecordPolicy, DataConfig, MaskStrategy, OversizedLinePolicy, SourceFormat};
 pub use error::{PipelineError, Result};
 pub use loader::{Loader, LoaderStart, LoaderStats};
-pub use mask::{MaskedExample, Masker};
-pub use pack::{PackedExample, Packer};
+pub use mask::{Corruption, Masker, PositionSelector};
+pub use pack::Packer;
 pub use slice::DataSlice;
 pub use source::{expand_files, BadRecordCounts, DocumentChunk, DocumentReader};
 pub use tokenize::{SpecialTokens, TextTokenizer};

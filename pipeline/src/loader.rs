@@ -35,12 +35,10 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use arrow_array::{UInt32Array, UInt64Array};
 use electra_schemas::tokenized;
 
-use crate::arrow_util::{column, list_column};
 use crate::batch::{Batch, BatchShape, DataCursor};
-use crate::block::{ExampleRef, MaskedBlock};
+use crate::block::{ChunkDocuments, ExampleRef, MaskedBlock};
 use crate::config::DataConfig;
 use crate::error::{PipelineError, Result};
 use crate::mask::{MaskOptions, Masker};
@@ -157,26 +155,14 @@ impl Stages {
         } else {
             self.tokenizer.tokenize(&chunk.batch)?
         };
-        // Word starts are not read: packing and masking do not use them (shards are read
-        // without them).
-        let doc_ids: &UInt64Array = column(&tokenized, tokenized::DOC_ID)?;
-        let (io, ids): (&[i32], &UInt32Array) = list_column(&tokenized, tokenized::INPUT_IDS)?;
-        let (eo, ends): (&[i32], &UInt32Array) = list_column(&tokenized, tokenized::SENTENCE_ENDS)?;
-        let (ids, ends) = (ids.values(), ends.values());
-        let documents = rows.map_or(tokenized.num_rows(), <[u32]>::len);
-        for k in 0..documents {
-            let row = rows.map_or(k, |rows| rows[k] as usize);
-            block.push_document(
-                &self.packer,
-                &self.masker,
-                self.seed,
-                epoch,
-                first_document + k as u64 * stride,
-                doc_ids.value(row),
-                &ids[io[row] as usize..io[row + 1] as usize],
-                &ends[eo[row] as usize..eo[row + 1] as usize],
-            );
-        }
+        let documents = ChunkDocuments {
+            batch: &tokenized,
+            rows,
+            first_document,
+            stride,
+        };
+        block.pack_tokenized(&self.packer, self.seed, epoch, documents)?;
+        block.mask(&self.masker, self.seed, epoch);
         Ok(Box::new(block))
     }
 }
@@ -880,11 +866,11 @@ pub(crate) mod tests {
         );
     }
 
-    /// The loader writes examples straight into flat buffers; its batches must equal the
-    /// per-example path: tokenize, `Packer::pack_examples`, `Masker::mask`,
-    /// `Batch::from_examples`.
+    /// The loader's batches equal packing then masking every document in order, in one
+    /// block on this thread, cut into batches: threads, chunking, reordering and the batcher
+    /// change nothing.
     #[test]
-    fn batches_equal_packing_then_masking_each_example() {
+    fn batches_equal_packing_then_masking_every_document_in_order() {
         let files = corpus(&["moby_dick.txt.zst", "sotu.jsonl.zst"]);
         let mut c = config(files.clone(), 2, 64 << 10);
         c.mask_strategy = crate::config::MaskStrategy::Bert;
@@ -898,25 +884,26 @@ pub(crate) mod tests {
             special,
         );
         let paths: Vec<PathBuf> = files.iter().map(PathBuf::from).collect();
-        let mut examples = Vec::new();
+        let mut block = MaskedBlock::new();
+        let mut position = 0;
         for chunk in DocumentReader::new(paths, SourceOptions::from_config(&c)).unwrap() {
             let tokenized = tokenizer.tokenize(&chunk.unwrap().batch).unwrap();
-            for e in packer.pack_examples(&tokenized, seed, 0).unwrap() {
-                examples.push(masker.mask(
-                    seed,
-                    0,
-                    e.doc_id,
-                    e.example_index,
-                    &e.input_ids,
-                    &e.segment_ids,
-                ));
-            }
+            let documents = ChunkDocuments {
+                batch: &tokenized,
+                rows: None,
+                first_document: position,
+                stride: 1,
+            };
+            block.pack_tokenized(&packer, seed, 0, documents).unwrap();
+            position += tokenized.num_rows() as u64;
         }
+        block.mask(&masker, seed, 0);
         let shape = BatchShape::from_config(&c, special.pad);
+        let examples: Vec<ExampleRef<'_>> = block.iter().collect();
         let expected: Vec<Batch> = examples
             .chunks(c.batch_size)
             .enumerate()
-            .map(|(i, e)| Batch::from_examples(i as u64, 0, e, &shape, BadRecordCounts::default()))
+            .map(|(i, e)| Batch::from_refs(i as u64, 0, e, &shape, BadRecordCounts::default()))
             .collect();
         assert!(expected.len() > 100, "{} batches", expected.len());
         assert_eq!(batches.len(), expected.len());
@@ -936,6 +923,16 @@ pub(crate) mod tests {
             };
             assert!(fields(got) == fields(want), "batch {} differs", got.seq_no);
         }
+        let last = examples.len() - 1;
+        assert_eq!(
+            batches.last().unwrap().cursor,
+            DataCursor::after(
+                0,
+                block.document(last),
+                examples[last].doc_id,
+                examples[last].example_index
+            )
+        );
     }
 
     #[test]
@@ -1078,20 +1075,20 @@ pub(crate) mod tests {
             stop: Arc::new(AtomicBool::new(false)),
             counters: Arc::new(Counters::default()),
         };
-        let example = crate::mask::MaskedExample {
+        let example = ExampleRef {
             doc_id: 0,
             example_index: 0,
-            input_ids: vec![101, 7, 102],
-            segment_ids: vec![0; 3],
-            masked_positions: vec![1],
-            masked_labels: vec![7],
+            input_ids: &[101, 7, 102],
+            segment_ids: &[0; 3],
+            masked_positions: &[1],
+            masked_labels: &[7],
         };
         result_tx
             .send(Message::Chunk {
                 seq: 0,
                 epoch: 0,
                 examples: Ok(Box::new((0..5).fold(MaskedBlock::new(), |mut block, i| {
-                    block.push(i, example.as_ref());
+                    block.push(i, example);
                     block
                 }))),
                 bad_records: BadRecordCounts::default(),
