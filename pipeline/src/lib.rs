@@ -47,6 +47,7 @@ mod arrow_util;
 pub mod batch;
 pub mod block;
 pub mod config;
+pub mod corpus;
 pub mod error;
 pub mod loader;
 pub mod mask;
