@@ -22,13 +22,16 @@ use std::time::Instant;
 use electra_schemas::manifest::{Manifest, ShardEntry, FILE_NAME};
 use electra_schemas::SCHEMA_VERSION;
 
-use crate::config::OversizedLinePolicy;
+use crate::config::{BadRecordPolicy, OversizedLinePolicy};
 use crate::error::{PipelineError, Result};
 use crate::parallel::ordered_map;
 use electra_fsutil::file_sha256;
 
 use crate::shard::{read_manifest, shard_name, write_manifest, ShardWriter, ShardWriterOptions};
-use crate::source::{BadRecordCounts, DocumentChunk, DocumentReader, SourceOptions};
+use crate::source::{
+    byte_source, check_compressed, BadRecordCounts, DocumentChunk, DocumentReader, Location,
+    SourceOptions,
+};
 use crate::tokenize::TextTokenizer;
 
 /// What to preprocess and how.
@@ -121,110 +124,190 @@ pub struct Progress {
     pub shards: usize,
 }
 
-/// Runs one part of a preprocessing job.
+/// Runs one part of a preprocessing job. Under `on_bad_record = "fail"`, every compressed
+/// input of the part is checked before anything is written, so a damaged file fails at
+/// once, naming it.
 pub fn preprocess(
     options: &PreprocessOptions,
     tokenizer: &TextTokenizer,
-    mut progress: impl FnMut(Progress),
+    progress: impl FnMut(Progress),
 ) -> Result<PreprocessReport> {
     let started = Instant::now();
-    let invalid =
-        |field: &'static str, reason: String| PipelineError::InvalidConfig { field, reason };
     if options.num_parts == 0 || options.part_index >= options.num_parts {
-        return Err(invalid(
-            "shard_index",
-            format!(
+        return Err(PipelineError::InvalidConfig {
+            field: "shard_index",
+            reason: format!(
                 "{} is not below --num-shards {}",
                 options.part_index, options.num_parts
             ),
-        ));
+        });
     }
     std::fs::create_dir_all(&options.out_dir).map_err(|source| PipelineError::Io {
         path: options.out_dir.clone(),
         source,
     })?;
-    let source_files: Vec<String> = options
-        .files
-        .iter()
-        .map(|f| f.display().to_string())
-        .collect();
-    let tokenizer_sha256 = tokenizer.sha256().to_string();
-    let manifest_path = options
-        .out_dir
-        .join(manifest_name(options.part_index, options.num_parts));
-    let prefix = part_prefix(options.part_index, options.num_parts);
-    let _lock = lock_part(&options.out_dir, &prefix)?;
+    let out = PartOutput::new(options);
+    let _lock = lock_part(&options.out_dir, &out.prefix)?;
     refuse_other_splits(&options.out_dir, options.num_parts)?;
 
-    let mut manifest = Manifest {
+    let mut manifest = fresh_manifest(options, tokenizer);
+    let (kept, already_complete) =
+        resume_point(&out.manifest, &manifest, &options.out_dir, &out.prefix)?;
+    let part = PartFiles::of(options)?;
+    if !already_complete && options.source.on_bad_record == BadRecordPolicy::Fail {
+        check_compressed(&part.locations(), options.threads)?;
+    }
+    let resume = ResumeAt {
+        shards_kept: kept.len(),
+        skip_rows: kept.iter().map(|s| s.rows).sum(),
+        last_kept_doc: match kept.last() {
+            Some(entry) => last_doc_id(&options.out_dir.join(&entry.path))?,
+            None => None,
+        },
+    };
+    manifest.shards = kept;
+    if !already_complete && out.manifest.exists() {
+        // Before anything is removed, the manifest lists only what is kept.
+        write_manifest(&out.manifest, &manifest)?;
+    }
+    remove_strays(&options.out_dir, &out.prefix, &manifest.shards)?;
+
+    let mut report = PreprocessReport {
+        files: part.files.len(),
+        input_bytes: part.input_bytes,
+        shards_kept: resume.shards_kept,
+        manifest: out.manifest.clone(),
+        ..PreprocessReport::default()
+    };
+    if already_complete {
+        manifest.complete = true;
+        tracing::info!(manifest = %out.manifest.display(), "already complete; verified and kept");
+    } else {
+        let job = ShardJob {
+            options,
+            tokenizer,
+            out: &out,
+            resume,
+        };
+        report.shards_written = job.run(part, &mut manifest, &mut report, progress)?;
+    }
+    report.rows = manifest.rows();
+    report.tokens = manifest.tokens();
+    report.shard_bytes = manifest.shards.iter().map(|s| s.bytes).sum();
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Where a part writes: its manifest and the prefix of its shard names.
+struct PartOutput {
+    manifest: PathBuf,
+    prefix: String,
+}
+
+impl PartOutput {
+    fn new(options: &PreprocessOptions) -> Self {
+        Self {
+            manifest: options
+                .out_dir
+                .join(manifest_name(options.part_index, options.num_parts)),
+            prefix: part_prefix(options.part_index, options.num_parts),
+        }
+    }
+}
+
+/// The manifest a part starts from: no shards yet, not complete.
+fn fresh_manifest(options: &PreprocessOptions, tokenizer: &TextTokenizer) -> Manifest {
+    Manifest {
         schema_version: SCHEMA_VERSION,
-        tokenizer_sha256: tokenizer_sha256.clone(),
+        tokenizer_sha256: tokenizer.sha256().to_string(),
         tool_version: options.tool_version.clone(),
-        source_files: source_files.clone(),
+        source_files: source_files(options),
         shards: Vec::new(),
         complete: false,
         part_index: u32::try_from(options.part_index).unwrap_or(u32::MAX),
         num_parts: u32::try_from(options.num_parts).unwrap_or(u32::MAX),
         reader: reader_fingerprint(&options.source),
-    };
-    let (kept, already_complete) =
-        resume_point(&manifest_path, &manifest, &options.out_dir, &prefix)?;
-    let shards_kept = kept.len();
-    let skip_rows: u64 = kept.iter().map(|s| s.rows).sum();
-    let last_kept_doc = match kept.last() {
-        Some(entry) => last_doc_id(&options.out_dir.join(&entry.path))?,
-        None => None,
-    };
-    manifest.shards = kept;
-    if !already_complete && manifest_path.exists() {
-        // Before anything is removed, the manifest lists only what is kept.
-        write_manifest(&manifest_path, &manifest)?;
     }
-    remove_strays(&options.out_dir, &prefix, &manifest.shards)?;
+}
 
-    let mine = partition(options.files.len(), options.part_index, options.num_parts);
-    let mut input_bytes = 0;
-    let mut pairs = Vec::with_capacity(mine.len());
-    for i in mine {
-        let path = options.files[i].clone();
-        input_bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        let index =
-            u32::try_from(i).map_err(|_| invalid("files", "more than 2^32 files".into()))?;
-        pairs.push((index, path));
+/// The job's input files as the manifests and shards record them.
+fn source_files(options: &PreprocessOptions) -> Vec<String> {
+    options
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect()
+}
+
+/// This part's input files with their source indices, and their compressed size.
+struct PartFiles {
+    files: Vec<(u32, PathBuf)>,
+    input_bytes: u64,
+}
+
+impl PartFiles {
+    fn of(options: &PreprocessOptions) -> Result<Self> {
+        let mine = partition(options.files.len(), options.part_index, options.num_parts);
+        let mut input_bytes = 0;
+        let mut files = Vec::with_capacity(mine.len());
+        for i in mine {
+            let path = options.files[i].clone();
+            let location = Location::from(path.as_path());
+            input_bytes += byte_source(&location)
+                .and_then(|source| source.size(&location))
+                .unwrap_or(0);
+            let index = u32::try_from(i).map_err(|_| PipelineError::InvalidConfig {
+                field: "files",
+                reason: "more than 2^32 files".into(),
+            })?;
+            files.push((index, path));
+        }
+        Ok(Self { files, input_bytes })
     }
-    let files = pairs.len();
 
-    let mut report = PreprocessReport {
-        files,
-        input_bytes,
-        shards_kept,
-        manifest: manifest_path.clone(),
-        ..PreprocessReport::default()
-    };
-    if already_complete {
-        manifest.complete = true;
-        tracing::info!(manifest = %manifest_path.display(), "already complete; verified and kept");
-    } else {
-        let reader = DocumentReader::with_source_indices(pairs, options.source.clone())?;
-        let chunks = SkipDocuments::new(reader, skip_rows, last_kept_doc);
-        let mut writer = ShardWriter::new(
-            &options.out_dir,
-            &prefix,
-            shards_kept,
-            ShardWriterOptions {
-                rows_per_shard: options.rows_per_shard,
-                row_group_rows: crate::shard::DEFAULT_ROW_GROUP_ROWS,
-                row_group_bytes: crate::shard::DEFAULT_ROW_GROUP_BYTES,
-                zstd_level: options.zstd_level,
-                tokenizer_sha256: tokenizer_sha256.clone(),
-                tool_version: options.tool_version.clone(),
-                source_files: source_files.clone(),
-            },
-        )?;
+    fn locations(&self) -> Vec<Location> {
+        self.files
+            .iter()
+            .map(|(_, path)| Location::from(path.as_path()))
+            .collect()
+    }
+}
+
+/// Where a part's writing resumes: after the shards kept from an earlier run.
+struct ResumeAt {
+    shards_kept: usize,
+    /// Documents those shards hold.
+    skip_rows: u64,
+    /// The id of the last of them, which the input must give at that point again.
+    last_kept_doc: Option<u64>,
+}
+
+/// Reads a part's files, tokenizes them on `threads` workers and writes the shards.
+struct ShardJob<'a> {
+    options: &'a PreprocessOptions,
+    tokenizer: &'a TextTokenizer,
+    out: &'a PartOutput,
+    resume: ResumeAt,
+}
+
+impl ShardJob<'_> {
+    /// Writes the shards after the kept ones and completes the manifest; returns the
+    /// number of shards written. On error the shard being written is removed.
+    fn run(
+        &self,
+        part: PartFiles,
+        manifest: &mut Manifest,
+        report: &mut PreprocessReport,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<usize> {
+        let reader = DocumentReader::with_source_indices(part.files, self.options.source.clone())?;
+        let chunks = SkipDocuments::new(reader, self.resume.skip_rows, self.resume.last_kept_doc);
+        let mut writer = self.writer(manifest)?;
         let mut done = Progress::default();
+        let tokenizer = self.tokenizer;
         let result = ordered_map(
             chunks,
-            options.threads,
+            self.options.threads,
             "electra-preprocess",
             |chunk: DocumentChunk| {
                 let text = text_bytes(&chunk.batch);
@@ -238,7 +321,7 @@ pub fn preprocess(
                 for entry in writer.write(&tokenized)? {
                     done.shards += 1;
                     manifest.shards.push(entry);
-                    write_manifest(&manifest_path, &manifest)?;
+                    write_manifest(&self.out.manifest, manifest)?;
                 }
                 progress(done);
                 Ok(())
@@ -250,19 +333,32 @@ pub fn preprocess(
                 manifest.shards.push(entry);
             }
             manifest.complete = true;
-            write_manifest(&manifest_path, &manifest)
+            write_manifest(&self.out.manifest, manifest)
         });
         if let Err(e) = result {
             writer.abandon();
             return Err(e);
         }
-        report.shards_written = done.shards;
+        Ok(done.shards)
     }
-    report.rows = manifest.rows();
-    report.tokens = manifest.tokens();
-    report.shard_bytes = manifest.shards.iter().map(|s| s.bytes).sum();
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+
+    /// The shard writer, numbering after the kept shards.
+    fn writer(&self, manifest: &Manifest) -> Result<ShardWriter> {
+        ShardWriter::new(
+            &self.options.out_dir,
+            &self.out.prefix,
+            self.resume.shards_kept,
+            ShardWriterOptions {
+                rows_per_shard: self.options.rows_per_shard,
+                row_group_rows: crate::shard::DEFAULT_ROW_GROUP_ROWS,
+                row_group_bytes: crate::shard::DEFAULT_ROW_GROUP_BYTES,
+                zstd_level: self.options.zstd_level,
+                tokenizer_sha256: manifest.tokenizer_sha256.clone(),
+                tool_version: self.options.tool_version.clone(),
+                source_files: manifest.source_files.clone(),
+            },
+        )
+    }
 }
 
 /// The reading options that decide the document stream, as recorded in the manifest.

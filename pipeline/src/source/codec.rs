@@ -222,4 +222,66 @@ mod tests {
             "a.jsonl"
         );
     }
+
+    #[test]
+    fn checking_files_names_the_first_damaged_one_in_list_order_on_any_thread_count() {
+        use crate::source::tests::{numbered_docs, write, zstd_frame};
+        let dir = tempfile::tempdir().unwrap();
+        let (text, _) = numbered_docs(2000);
+        let whole = zstd_frame(&text);
+        let damaged = |i: usize| i == 5 || i == 9;
+        let mut files = Vec::new();
+        for i in 0..12 {
+            let bytes = if damaged(i) {
+                &whole[..whole.len() / 2]
+            } else {
+                &whole[..]
+            };
+            let path = write(dir.path(), &format!("{i:02}.txt.zst"), bytes);
+            files.push(Location::Local(path));
+        }
+        let plain = write(dir.path(), "plain.txt", b"not checked\n");
+        files.push(Location::Local(plain));
+        for threads in [1, 3, 8] {
+            let err = check_compressed(&files, threads).unwrap_err();
+            assert!(matches!(err, PipelineError::Zstd { .. }), "{err:?}");
+            assert!(
+                err.to_string().contains("05.txt.zst"),
+                "{threads} threads: {err}"
+            );
+        }
+        let good: Vec<Location> = (0..files.len())
+            .filter(|&i| !damaged(i))
+            .map(|i| files[i].clone())
+            .collect();
+        check_compressed(&good, 3).unwrap();
+    }
+
+    /// What the fail-fast check costs: `cargo test --release -p electra-pipeline --lib --
+    /// --ignored --nocapture check_throughput`.
+    #[test]
+    #[ignore]
+    fn check_throughput() {
+        use crate::source::tests::CORPUS;
+        let files = crate::source::expand_locations(&[format!("{CORPUS}/*.zst")]).unwrap();
+        let started = std::time::Instant::now();
+        let (mut compressed, mut decompressed) = (0u64, 0u64);
+        for _ in 0..10 {
+            for location in &files {
+                let codec = codec_for(location).unwrap();
+                let mut raw = byte_source(location).unwrap().open(location).unwrap();
+                let check = codec.check(&mut *raw, &location.to_path_buf()).unwrap();
+                decompressed += check.readable;
+                compressed += byte_source(location).unwrap().size(location).unwrap();
+            }
+        }
+        let s = started.elapsed().as_secs_f64();
+        println!(
+            "checked {:.0} MB compressed, {:.0} MB text in {s:.2}s on one thread: {:.1} s per GB of text, {:.1} s per GB compressed",
+            compressed as f64 / 1e6,
+            decompressed as f64 / 1e6,
+            s / (decompressed as f64 / 1e9),
+            s / (compressed as f64 / 1e9)
+        );
+    }
 }
