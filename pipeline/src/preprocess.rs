@@ -34,6 +34,10 @@ use crate::source::{
 };
 use crate::tokenize::TextTokenizer;
 
+mod merge;
+
+pub use merge::{merge_manifests, part_shard_name};
+
 /// What to preprocess and how.
 #[derive(Debug, Clone)]
 pub struct PreprocessOptions {
@@ -619,139 +623,4 @@ impl Iterator for SkipDocuments {
             }));
         }
     }
-}
-
-/// The shard file name of part `part` of `parts`, shard `index` (for tests and tools).
-pub fn part_shard_name(part: usize, parts: usize, index: usize) -> String {
-    shard_name(&part_prefix(part, parts), index)
-}
-
-/// The manifests named by `input`: a manifest file, or every `manifest*.json` of a folder
-/// (its parts when there are parts, else its `manifest.json`).
-fn manifests_in(input: &Path) -> Result<Vec<PathBuf>> {
-    if !input.is_dir() {
-        return Ok(vec![input.to_path_buf()]);
-    }
-    let mut parts: Vec<PathBuf> = file_names(input)?
-        .into_iter()
-        .filter(|n| n.starts_with("manifest-") && n.ends_with(".json"))
-        .map(|n| input.join(n))
-        .collect();
-    parts.sort();
-    if parts.is_empty() {
-        parts.push(input.join(FILE_NAME));
-    }
-    Ok(parts)
-}
-
-/// Joins the manifests of a job's parts into one manifest at `out` (a file path). Every
-/// part must be complete, made with the same tokenizer, schema version and input list, and
-/// live in `out`'s folder or below it (shard paths are rewritten relative to it).
-pub fn merge_manifests(inputs: &[PathBuf], out: &Path) -> Result<Manifest> {
-    let parent_of = |p: &Path| match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let out_dir = parent_of(out);
-    let out_dir_abs = std::fs::canonicalize(&out_dir).map_err(|source| PipelineError::Io {
-        path: out_dir.clone(),
-        source,
-    })?;
-    let bad = |path: &Path, reason: String| PipelineError::BadManifest {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let mut merged: Option<Manifest> = None;
-    let mut seen = std::collections::HashSet::new();
-    let mut parts_seen: Vec<(u32, u32, PathBuf)> = Vec::new();
-    let mut by_part: Vec<(u32, Vec<ShardEntry>)> = Vec::new();
-    for input in inputs {
-        for path in manifests_in(input)? {
-            let manifest = read_manifest(&path)?;
-            if !manifest.complete {
-                return Err(bad(
-                    &path,
-                    "incomplete: its preprocessing part has not finished".into(),
-                ));
-            }
-            let dir = parent_of(&path);
-            let dir_abs = std::fs::canonicalize(&dir).map_err(|source| PipelineError::Io {
-                path: dir.clone(),
-                source,
-            })?;
-            let relative = dir_abs.strip_prefix(&out_dir_abs).map_err(|_| {
-                bad(
-                    &path,
-                    format!(
-                        "is not inside {}, where the merged manifest goes",
-                        out_dir.display()
-                    ),
-                )
-            })?;
-            parts_seen.push((manifest.part_index, manifest.num_parts, path.clone()));
-            let target = merged.get_or_insert_with(|| Manifest {
-                shards: Vec::new(),
-                complete: true,
-                part_index: 0,
-                num_parts: 1,
-                ..manifest.clone()
-            });
-            if target.tokenizer_sha256 != manifest.tokenizer_sha256 {
-                return Err(bad(
-                    &path,
-                    format!(
-                        "made with tokenizer {}, the others with {}: refusing to mix tokenizers",
-                        manifest.tokenizer_sha256, target.tokenizer_sha256
-                    ),
-                ));
-            }
-            if target.schema_version != manifest.schema_version
-                || target.source_files != manifest.source_files
-            {
-                return Err(bad(
-                    &path,
-                    "belongs to another job (schema version or input list differs)".into(),
-                ));
-            }
-            let mut shards = Vec::with_capacity(manifest.shards.len());
-            for mut shard in manifest.shards {
-                let joined = relative.join(&shard.path);
-                shard.path = joined.to_string_lossy().replace('\\', "/");
-                if !seen.insert(shard.path.clone()) {
-                    return Err(bad(&path, format!("shard {} is listed twice", shard.path)));
-                }
-                shards.push(shard);
-            }
-            by_part.push((manifest.part_index, shards));
-        }
-    }
-    let merged = merged.ok_or_else(|| PipelineError::InvalidConfig {
-        field: "manifests",
-        reason: "no manifest given".into(),
-    })?;
-    // Every part of one split, each exactly once.
-    let num_parts = parts_seen.first().map_or(1, |p| p.1);
-    let mut indices: Vec<u32> = Vec::new();
-    for (index, parts, path) in &parts_seen {
-        if *parts != num_parts {
-            return Err(bad(
-                path,
-                format!("is part of a {parts}-part job, the others of a {num_parts}-part job"),
-            ));
-        }
-        indices.push(*index);
-    }
-    indices.sort_unstable();
-    if indices != (0..num_parts).collect::<Vec<_>>() {
-        return Err(PipelineError::BadManifest {
-            path: out.to_path_buf(),
-            reason: format!("the job has {num_parts} parts but the manifests found are parts {indices:?}: a part is missing or given twice"),
-        });
-    }
-    // Parts in index order: with contiguous file blocks, the shards follow the input order.
-    let mut merged = merged;
-    by_part.sort_by_key(|(index, _)| *index);
-    merged.shards = by_part.into_iter().flat_map(|(_, shards)| shards).collect();
-    write_manifest(out, &merged)?;
-    Ok(merged)
 }

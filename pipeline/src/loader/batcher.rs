@@ -83,22 +83,10 @@ impl Batcher {
         let mut end: Option<u64> = None;
         let mut pending = Pending::default();
         let mut seq_no = self.start.batches_done;
-        let cursor = self.start.cursor;
-        loop {
-            if end.is_some_and(|n| next_seq >= n) {
-                break;
-            }
-            let Ok(message) = self.results.recv() else {
-                if self.stop.load(Ordering::Relaxed) {
-                    return Ok(());
-                }
-                return Err(PipelineError::WorkerExited {
-                    thread: "electra-reader or electra-worker".into(),
-                });
-            };
-            if self.stop.load(Ordering::Relaxed) {
+        while end.is_none_or(|n| next_seq < n) {
+            let Some(message) = self.receive()? else {
                 return Ok(());
-            }
+            };
             match message {
                 Message::End { chunks } => end = Some(chunks),
                 Message::Chunk {
@@ -113,38 +101,76 @@ impl Batcher {
             while let Some((epoch, examples, bad)) = reorder.remove(&next_seq) {
                 next_seq += 1;
                 let _ = self.slots.try_send(());
-                let block: Rc<MaskedBlock> = Rc::from(examples?);
-                self.counters
-                    .examples
-                    .fetch_add(block.len() as u64, Ordering::Relaxed);
-                pending.examples.extend(
-                    (0..block.len())
-                        .filter(|&i| {
-                            !cursor.consumed(epoch, block.document(i), block.get(i).example_index)
-                        })
-                        .map(|i| (epoch, Rc::clone(&block), i)),
-                );
-                pending.markers.push((pending.examples.len(), bad));
+                self.accept(&mut pending, epoch, examples?, bad);
                 while pending.examples.len() >= self.batch_size {
                     let batch = self.cut(&mut pending, self.batch_size, seq_no);
                     seq_no += 1;
-                    if let Some(previous) = held.replace(batch) {
-                        if !self.send(previous) {
-                            return Ok(());
-                        }
+                    if !self.hold(held, batch) {
+                        return Ok(());
                     }
                 }
             }
         }
-        // End of a finite stream: the remainder is the last (smaller) batch, and every
-        // count not yet attributed goes to the last batch.
+        self.finish(pending, held, seq_no);
+        Ok(())
+    }
+
+    /// The next message from the reader or a worker; `None` when the loader is stopping.
+    /// Every sender gone before the end is [`PipelineError::WorkerExited`].
+    fn receive(&self) -> Result<Option<Message>> {
+        let Ok(message) = self.results.recv() else {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            return Err(PipelineError::WorkerExited {
+                thread: "electra-reader or electra-worker".into(),
+            });
+        };
+        if self.stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        Ok(Some(message))
+    }
+
+    /// Takes the next chunk's block (in order): its examples not consumed before the start
+    /// cursor wait for a batch, its counts for the batch that takes its last example.
+    fn accept(
+        &self,
+        pending: &mut Pending,
+        epoch: u64,
+        block: Box<MaskedBlock>,
+        bad: BadRecordCounts,
+    ) {
+        let block: Rc<MaskedBlock> = Rc::from(block);
+        self.counters
+            .examples
+            .fetch_add(block.len() as u64, Ordering::Relaxed);
+        let cursor = self.start.cursor;
+        pending.examples.extend(
+            (0..block.len())
+                .filter(|&i| !cursor.consumed(epoch, block.document(i), block.get(i).example_index))
+                .map(|i| (epoch, Rc::clone(&block), i)),
+        );
+        pending.markers.push((pending.examples.len(), bad));
+    }
+
+    /// Holds `batch` back and sends the one held before it; false when the consumer is
+    /// gone.
+    fn hold(&self, held: &mut Option<Batch>, batch: Batch) -> bool {
+        match held.replace(batch) {
+            Some(previous) => self.send(previous),
+            None => true,
+        }
+    }
+
+    /// End of a finite stream: the remainder is the last (smaller) batch, and every count
+    /// not yet attributed goes to the last batch.
+    fn finish(&self, mut pending: Pending, held: &mut Option<Batch>, seq_no: u64) {
         if !pending.examples.is_empty() {
             let n = pending.examples.len();
             let batch = self.cut(&mut pending, n, seq_no);
-            if let Some(previous) = held.replace(batch) {
-                if !self.send(previous) {
-                    return Ok(());
-                }
+            if !self.hold(held, batch) {
+                return;
             }
         }
         if let Some(mut last) = held.take() {
@@ -154,7 +180,6 @@ impl Batcher {
             last.bad_records.add(&pending.bad);
             self.send(last);
         }
-        Ok(())
     }
 
     /// Takes the first `n` pending examples as batch `seq_no`.
