@@ -6,7 +6,7 @@
 
 use std::ops::Range;
 
-use arrow_array::{RecordBatch, UInt32Array, UInt64Array};
+use arrow_array::{BooleanArray, RecordBatch, UInt32Array, UInt64Array};
 use electra_schemas::tokenized;
 
 use crate::arrow_util::{column, list_column};
@@ -46,6 +46,9 @@ pub struct MaskedBlock {
     mask_ends: Vec<usize>,
     masked_positions: Vec<u32>,
     masked_labels: Vec<u32>,
+    /// Whether each token starts a word, aligned with `input_ids`, when the documents were
+    /// packed with their word starts (empty otherwise).
+    word_starts: Vec<bool>,
     /// The first `masked` examples are masked; those after them are packed only.
     masked: usize,
 }
@@ -67,6 +70,9 @@ pub struct ChunkDocuments<'a> {
     pub first_document: u64,
     /// Positions between consecutive documents.
     pub stride: u64,
+    /// Read the documents' word starts (the `word_starts` column) and pack them with the
+    /// tokens, for a masker that [needs them](Masker::needs_word_starts).
+    pub word_starts: bool,
 }
 
 impl MaskedBlock {
@@ -114,6 +120,11 @@ impl MaskedBlock {
     /// ones would be masked again with them.
     pub fn push(&mut self, document: u64, example: ExampleRef<'_>) {
         let all_masked = self.masked == self.len();
+        if !self.word_starts.is_empty() {
+            // No word starts come with it: none of its tokens is one.
+            let n = self.word_starts.len() + example.input_ids.len();
+            self.word_starts.resize(n, false);
+        }
         self.documents.push(document);
         self.doc_ids.push(example.doc_id);
         self.example_indices.push(example.example_index);
@@ -129,8 +140,16 @@ impl MaskedBlock {
         }
     }
 
-    /// Packs the document `ids` (with cumulative `sentence_ends`) as `packer` plans it and
-    /// appends its examples, unmasked; `document` is its position in the epoch.
+    /// Word starts of example `i`, when the block was packed with them.
+    pub fn word_starts(&self, i: usize) -> Option<&[bool]> {
+        let aligned = self.word_starts.len() == self.input_ids.len();
+        aligned.then(|| &self.word_starts[span(&self.token_ends, i)])
+    }
+
+    /// Packs the document `ids` (with cumulative `sentence_ends`, and its `word_starts`
+    /// when a masker needs them) as `packer` plans it and appends its examples, unmasked;
+    /// `document` is its position in the epoch. Pack every document of a block with word
+    /// starts, or none.
     #[allow(clippy::too_many_arguments)]
     pub fn pack_document(
         &mut self,
@@ -140,11 +159,15 @@ impl MaskedBlock {
         document: u64,
         doc_id: u64,
         ids: &[u32],
+        word_starts: Option<&[bool]>,
         sentence_ends: &[u32],
     ) {
         let mut example_index = 0u32;
         packer.plan_document(seed, epoch, doc_id, ids.len(), sentence_ends, |a, b| {
             packer.write_example(a, b, ids, &mut self.input_ids, &mut self.segment_ids);
+            if let Some(starts) = word_starts {
+                packer.write_word_starts(a, b, starts, &mut self.word_starts);
+            }
             self.documents.push(document);
             self.doc_ids.push(doc_id);
             self.example_indices.push(example_index);
@@ -155,7 +178,7 @@ impl MaskedBlock {
     }
 
     /// Packs the documents of a chunk, in order ([`pack_document`](Self::pack_document)
-    /// for each).
+    /// for each), with their word starts when `chunk.word_starts`.
     pub fn pack_tokenized(
         &mut self,
         packer: &Packer,
@@ -168,16 +191,26 @@ impl MaskedBlock {
         let (io, ids): (&[i32], &UInt32Array) = list_column(batch, tokenized::INPUT_IDS)?;
         let (eo, ends): (&[i32], &UInt32Array) = list_column(batch, tokenized::SENTENCE_ENDS)?;
         let (ids, ends) = (ids.values(), ends.values());
+        let words = match chunk.word_starts {
+            true => Some(DocumentWordStarts::of(batch)?),
+            false => None,
+        };
+        let mut starts = Vec::new();
         let documents = chunk.rows.map_or(batch.num_rows(), <[u32]>::len);
         for k in 0..documents {
             let row = chunk.rows.map_or(k, |rows| rows[k] as usize);
+            let doc_ids_row = &ids[io[row] as usize..io[row + 1] as usize];
+            if let Some(words) = &words {
+                words.row(row, doc_ids_row.len(), &mut starts);
+            }
             self.pack_document(
                 packer,
                 seed,
                 epoch,
                 chunk.first_document + k as u64 * chunk.stride,
                 doc_ids.value(row),
-                &ids[io[row] as usize..io[row + 1] as usize],
+                doc_ids_row,
+                words.as_ref().map(|_| starts.as_slice()),
                 &ends[eo[row] as usize..eo[row + 1] as usize],
             );
         }
@@ -186,6 +219,7 @@ impl MaskedBlock {
 
     /// Masks, in place, every example packed since the last call, as `masker` does.
     pub fn mask(&mut self, masker: &Masker, seed: u64, epoch: u64) {
+        let with_word_starts = self.word_starts.len() == self.input_ids.len();
         for i in self.masked..self.len() {
             let tokens = span(&self.token_ends, i);
             masker.mask_in_place(
@@ -193,13 +227,35 @@ impl MaskedBlock {
                 epoch,
                 self.doc_ids[i],
                 self.example_indices[i],
-                &mut self.input_ids[tokens],
+                &mut self.input_ids[tokens.clone()],
+                with_word_starts.then(|| &self.word_starts[tokens]),
                 &mut self.masked_positions,
                 &mut self.masked_labels,
             );
             self.mask_ends[i] = self.masked_positions.len();
         }
         self.masked = self.len();
+    }
+}
+
+/// The `word_starts` column of a tokenized batch.
+struct DocumentWordStarts<'a> {
+    offsets: &'a [i32],
+    values: &'a BooleanArray,
+}
+
+impl<'a> DocumentWordStarts<'a> {
+    fn of(batch: &'a RecordBatch) -> Result<Self> {
+        let (offsets, values) = list_column(batch, tokenized::WORD_STARTS)?;
+        Ok(Self { offsets, values })
+    }
+
+    /// Row `row`'s word starts into `out`, as long as its `n` tokens (padded with true).
+    fn row(&self, row: usize, n: usize, out: &mut Vec<bool>) {
+        let (start, end) = (self.offsets[row] as usize, self.offsets[row + 1] as usize);
+        out.clear();
+        out.extend(self.values.values().slice(start, end - start).iter());
+        out.resize(n, true);
     }
 }
 

@@ -185,9 +185,10 @@ impl Loader {
     ) -> Result<Loader> {
         slice.validate()?;
         config.validate()?;
-        let corpus = open_corpus(config, &tokenizer, seed, slice)?;
         let shape = BatchShape::from_config(config, tokenizer.special().pad);
         let stages = Stages::new(config, tokenizer, seed);
+        let word_starts = stages.needs_word_starts();
+        let corpus = open_corpus(config, stages.tokenizer(), seed, slice, word_starts)?;
         let mut loader = Loader {
             output: None,
             stop: Arc::new(AtomicBool::new(false)),

@@ -131,6 +131,29 @@ impl Packer {
         }
     }
 
+    /// Appends the word starts of the example of segments `a` and `b` (ranges of the
+    /// document's `word_starts`) to `out`, aligned with
+    /// [`write_example`](Self::write_example)'s tokens: false on the special tokens.
+    pub fn write_word_starts(
+        &self,
+        a: &[Range<usize>],
+        b: &[Range<usize>],
+        word_starts: &[bool],
+        out: &mut Vec<bool>,
+    ) {
+        out.push(false);
+        for r in a {
+            out.extend_from_slice(&word_starts[r.clone()]);
+        }
+        out.push(false);
+        if !b.is_empty() {
+            for r in b {
+                out.extend_from_slice(&word_starts[r.clone()]);
+            }
+            out.push(false);
+        }
+    }
+
     /// The packing of one document of `n_tokens` tokens with cumulative `sentence_ends`,
     /// without its tokens: `emit(a, b)` is called for each example in order with the
     /// token ranges of its segments A and B (B empty for a single segment; see

@@ -353,3 +353,37 @@ fn merge_refuses_a_missing_part_and_a_folder_split_another_way() {
     let err = preprocess(&options(dir.path(), 1, 0, 2), &tok, |_| {}).unwrap_err();
     assert!(err.to_string().contains("3 parts"), "{err}");
 }
+
+#[test]
+fn shards_are_read_with_word_starts_only_when_masking_needs_them() {
+    use electra_pipeline::corpus::{DocumentSource, Shards};
+    use electra_pipeline::DataSlice;
+    use electra_schemas::tokenized::WORD_STARTS;
+
+    let dir = tempfile::tempdir().unwrap();
+    let moby = vec![data("corpus/moby_dick.txt.zst")];
+    let options = options_for(moby, dir.path(), 2, 0, 1);
+    let report = preprocess(&options, &tokenizer(), |_| {}).unwrap();
+    let config = DataConfig {
+        files: vec![report.manifest.display().to_string()],
+        shuffle: false,
+        ..DataConfig::default()
+    };
+    let first_chunk = |word_starts| {
+        let t = tokenizer();
+        let mut shards = Shards::open(&config, &t, 1, DataSlice::WHOLE, word_starts).unwrap();
+        let mut epoch = shards.epoch(0, None).unwrap();
+        epoch.next_chunk().unwrap().unwrap().chunk.batch
+    };
+    let (with, without) = (first_chunk(true), first_chunk(false));
+    assert!(without.column_by_name(WORD_STARTS).is_none());
+    // The column is the shard's own, rows in order.
+    let manifest = read_manifest(&report.manifest).unwrap();
+    let shard = dir.path().join(&manifest.shards[0].path);
+    let mut reader = ShardReader::open(&shard, &ShardChecks::default()).unwrap();
+    let first = reader.next().unwrap().unwrap();
+    let n = with.num_rows().min(first.num_rows());
+    assert!(n > 10, "{n} rows");
+    let column = |b: &arrow_array::RecordBatch| b.column_by_name(WORD_STARTS).unwrap().slice(0, n);
+    assert_eq!(column(&with).as_ref(), column(&first).as_ref());
+}

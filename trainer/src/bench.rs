@@ -237,6 +237,10 @@ pub fn bench_stages(
     // chunk, then every example of the block masked in place.
     let special = tokenizer.special();
     let packer = Packer::new(PackOptions::from_config(config), special);
+    let masker = Masker::new(
+        MaskOptions::from_config(config, tokenizer.vocab_size()),
+        special,
+    );
     let started = Instant::now();
     let mut blocks = Vec::with_capacity(tokenized.len());
     let mut position = 0;
@@ -247,6 +251,7 @@ pub fn bench_stages(
             rows: None,
             first_document: position,
             stride: 1,
+            word_starts: masker.needs_word_starts(),
         };
         block.pack_tokenized(&packer, seed, 0, documents)?;
         position += batch.num_rows() as u64;
@@ -254,10 +259,6 @@ pub fn bench_stages(
     }
     let pack = started.elapsed().as_secs_f64();
 
-    let masker = Masker::new(
-        MaskOptions::from_config(config, tokenizer.vocab_size()),
-        special,
-    );
     let started = Instant::now();
     for block in &mut blocks {
         block.mask(&masker, seed, 0);

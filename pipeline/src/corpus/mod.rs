@@ -97,13 +97,14 @@ impl std::fmt::Debug for Corpus {
 }
 
 /// The corpus of `config.files`, read by `slice`: shard manifests, or raw corpus files
-/// (never both). Missing files fail here; under `on_bad_record = "fail"`, so does a
-/// damaged compressed file.
+/// (never both); shards are read with their word starts when `word_starts`. Missing files
+/// fail here; under `on_bad_record = "fail"`, so does a damaged compressed file.
 pub fn open_corpus(
     config: &DataConfig,
     tokenizer: &TextTokenizer,
     seed: u64,
     slice: DataSlice,
+    word_starts: bool,
 ) -> Result<Corpus> {
     if config.files.is_empty() {
         return Err(PipelineError::InvalidConfig {
@@ -120,7 +121,7 @@ pub fn open_corpus(
             files,
         })
     } else if shard_entries == config.files.len() {
-        let source = Shards::open(config, tokenizer, seed, slice)?;
+        let source = Shards::open(config, tokenizer, seed, slice, word_starts)?;
         let files = source.files();
         Ok(Corpus {
             source: Box::new(source),

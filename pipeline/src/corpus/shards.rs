@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use super::{DocumentSource, EpochStream, PositionedChunk, Seek};
 use crate::config::DataConfig;
 use crate::error::{PipelineError, Result};
+use crate::shard::ShardColumns;
 use crate::shard_stream::{ShardSet, ShardStream, ShardStreamOptions};
 use crate::slice::DataSlice;
 use crate::source::{BadRecordCounts, DocumentChunk};
@@ -24,13 +25,15 @@ pub struct Shards {
 }
 
 impl Shards {
-    /// The shards of the manifests in `config.files`, which must be made with `tokenizer`.
-    /// A slice that gets no shuffle block fails here.
+    /// The shards of the manifests in `config.files`, which must be made with `tokenizer`,
+    /// read with their `word_starts` column when `word_starts`. A slice that gets no
+    /// shuffle block fails here.
     pub fn open(
         config: &DataConfig,
         tokenizer: &TextTokenizer,
         seed: u64,
         slice: DataSlice,
+        word_starts: bool,
     ) -> Result<Self> {
         let set = ShardSet::open(&config.files, tokenizer.sha256())?;
         let options = ShardStreamOptions {
@@ -39,6 +42,10 @@ impl Shards {
             verify: config.verify_shards,
             vocab_size: u32::try_from(tokenizer.vocab_size()).unwrap_or(u32::MAX),
             seed,
+            columns: match word_starts {
+                true => ShardColumns::All,
+                false => ShardColumns::WithoutWordStarts,
+            },
         };
         let shards = Self {
             files: set.shards.iter().map(|(p, _)| p.clone()).collect(),

@@ -106,6 +106,7 @@ fn batches_equal_packing_then_masking_every_document_in_order() {
             rows: None,
             first_document: position,
             stride: 1,
+            word_starts: false,
         };
         block.pack_tokenized(&packer, seed, 0, documents).unwrap();
         position += tokenized.num_rows() as u64;

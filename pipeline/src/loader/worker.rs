@@ -40,6 +40,16 @@ impl Stages {
         }
     }
 
+    /// Whether the masker needs word starts (shards must then be read with them).
+    pub fn needs_word_starts(&self) -> bool {
+        self.masker.needs_word_starts()
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
     /// Packs and masks a chunk's documents (its `rows`, in that order, or all of them) at
     /// their positions of `epoch`.
     fn process(&self, chunk: &PositionedChunk, epoch: u64) -> Result<Box<MaskedBlock>> {
@@ -65,6 +75,7 @@ impl Stages {
             rows: chunk.rows.as_deref(),
             first_document: chunk.first_document,
             stride: chunk.stride,
+            word_starts: self.masker.needs_word_starts(),
         };
         block.pack_tokenized(&self.packer, self.seed, epoch, documents)?;
         block.mask(&self.masker, self.seed, epoch);

@@ -27,12 +27,35 @@ pub use replacement::{
     Replacement, Shares, BERT_MASK_SHARE, BERT_RANDOM_SHARE, ELECTRA_MASK_SHARE,
 };
 
+/// An example as a [`PositionSelector`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct ExampleTokens<'a> {
+    /// Token ids, `[CLS] A [SEP] B [SEP]`.
+    pub ids: &'a [u32],
+    /// Whether each token starts a word (false on special tokens); read, and `Some`, only
+    /// for a selector whose [`needs_word_starts`](PositionSelector::needs_word_starts).
+    pub word_starts: Option<&'a [bool]>,
+}
+
 /// Chooses the positions of an example to predict.
 pub trait PositionSelector: Send + Sync + std::fmt::Debug {
-    /// Appends to `positions` the positions of `ids` to predict, ascending and relative to
-    /// the example: at most `count` of them (exactly `count` when the example has that
+    /// Whether [`select`](Self::select) needs the examples' word starts: the loader then
+    /// reads them (from the tokenizer, or the shards' `word_starts` column) and packs them
+    /// with the tokens.
+    fn needs_word_starts(&self) -> bool {
+        false
+    }
+
+    /// Appends to `positions` the positions of `example` to predict, ascending and relative
+    /// to the example: at most `count` of them (exactly `count` when the example has that
     /// many candidates), never a special token. Every draw comes from `rng`.
-    fn select(&self, ids: &[u32], count: usize, rng: &mut Rng, positions: &mut Vec<u32>);
+    fn select(
+        &self,
+        example: ExampleTokens<'_>,
+        count: usize,
+        rng: &mut Rng,
+        positions: &mut Vec<u32>,
+    );
 }
 
 /// Decides what each chosen position of an example becomes.
@@ -122,8 +145,15 @@ impl Masker {
         wanted.min(self.options.max_predictions).max(1)
     }
 
-    /// Masks the example `ids` in place, appending the chosen positions (ascending, relative
-    /// to the example) to `positions` and the original ids there to `labels`.
+    /// Whether masking needs the examples' word starts (see
+    /// [`PositionSelector::needs_word_starts`]).
+    pub fn needs_word_starts(&self) -> bool {
+        self.selector.needs_word_starts()
+    }
+
+    /// Masks the example `ids` (with its `word_starts`, when read) in place, appending the
+    /// chosen positions (ascending, relative to the example) to `positions` and the original
+    /// ids there to `labels`.
     #[allow(clippy::too_many_arguments)]
     pub fn mask_in_place(
         &self,
@@ -132,6 +162,7 @@ impl Masker {
         doc_id: u64,
         example_index: u32,
         ids: &mut [u32],
+        word_starts: Option<&[bool]>,
         positions: &mut Vec<u32>,
         labels: &mut Vec<u32>,
     ) {
@@ -141,7 +172,8 @@ impl Masker {
         );
         let start = positions.len();
         let count = self.num_predictions(ids.len());
-        self.selector.select(ids, count, &mut rng, positions);
+        let example = ExampleTokens { ids, word_starts };
+        self.selector.select(example, count, &mut rng, positions);
         let chosen = &positions[start..];
         labels.extend(chosen.iter().map(|&p| ids[p as usize]));
         self.corruption.corrupt(ids, chosen, &mut rng);

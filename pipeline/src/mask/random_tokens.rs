@@ -1,7 +1,7 @@
 //! Random-token selection: a uniform sample of the example's non-special positions, as
 //! the reference ELECTRA and BERT choose them.
 
-use super::PositionSelector;
+use super::{ExampleTokens, PositionSelector};
 use crate::rng::Rng;
 use crate::tokenize::SpecialTokens;
 
@@ -20,7 +20,14 @@ impl RandomTokens {
 }
 
 impl PositionSelector for RandomTokens {
-    fn select(&self, ids: &[u32], count: usize, rng: &mut Rng, positions: &mut Vec<u32>) {
+    fn select(
+        &self,
+        example: ExampleTokens<'_>,
+        count: usize,
+        rng: &mut Rng,
+        positions: &mut Vec<u32>,
+    ) {
+        let ids = example.ids;
         // The candidates (non-special positions) go to the tail of `positions`, written
         // without branches.
         let start = positions.len();

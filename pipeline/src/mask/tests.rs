@@ -52,6 +52,7 @@ fn mask_one(m: &Masker, seed: u64, epoch: u64, doc_id: u64, index: u32, ids: &[u
         doc_id,
         index,
         &mut out.ids,
+        None,
         &mut out.positions,
         &mut out.labels,
     );
@@ -86,7 +87,7 @@ proptest! {
         let m = masker(if bert { MaskStrategy::Bert } else { MaskStrategy::Electra });
         let (ids, ends) = document(&lengths);
         let mut block = MaskedBlock::new();
-        block.pack_document(&packer(max, true), seed, 0, 0, 1, &ids, &ends);
+        block.pack_document(&packer(max, true), seed, 0, 0, 1, &ids, None, &ends);
         let packed = block.clone();
         block.mask(&m, seed, 0);
         prop_assert_eq!(block.len(), packed.len());

@@ -54,7 +54,7 @@ pub(crate) fn pack(
     ends: &[u32],
 ) -> Vec<Packed> {
     let mut block = MaskedBlock::new();
-    block.pack_document(p, seed, epoch, 0, doc_id, ids, ends);
+    block.pack_document(p, seed, epoch, 0, doc_id, ids, None, ends);
     examples(&block)
 }
 
@@ -202,6 +202,7 @@ fn examples_never_cross_documents_on_real_text() {
         rows: None,
         first_document: 10,
         stride: 1,
+        word_starts: false,
     };
     block.pack_tokenized(&p, 0, 0, chunk).unwrap();
     let packed = examples(&block);
