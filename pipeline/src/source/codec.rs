@@ -1,5 +1,5 @@
 //! Compression, a layer between a byte source and a record format: the [`Codec`] trait,
-//! the registry that picks one by extension (`.zst` today), and [`DecodedInput`], a file's
+//! the registry that picks one by extension (`.zst` today), and `DecodedInput`, a file's
 //! decompressed bytes with what a reader needs to report damage.
 //!
 //! A compressed file is first decoded once into nothing, in bounded memory, to check it

@@ -7,9 +7,9 @@
 //!    file's [`Location`], which also expands glob patterns ([`expand_files`]);
 //! 2. a [`Codec`] (compression: [`zstd`] today), chosen by extension, which checks the whole
 //!    file before it is read ([`codec`]);
-//! 3. a record format (how bytes are framed into documents: [`text`] lines with blank
-//!    lines between documents, [`jsonl`] objects), chosen by `data.format` or by extension
-//!    ([`format`]); line formats read through the capped line reader ([`lines`]);
+//! 3. a record format (how bytes are framed into documents: `text` lines with blank
+//!    lines between documents, `jsonl` objects), chosen by `data.format` or by extension
+//!    ([`format`]); line formats read through the capped line reader (`lines`);
 //! 4. the [`DocumentReader`], which reads files in order and cuts their documents into
 //!    chunks of about `chunk_bytes` of text ([`reader`]).
 //!
@@ -19,7 +19,7 @@
 
 pub mod byte_source;
 pub mod codec;
-pub mod format;
+mod format;
 mod jsonl;
 mod line_records;
 mod lines;
