@@ -61,6 +61,27 @@ impl FileContext<'_> {
             }
         }
     }
+
+    /// Line `line` (at decompressed `offset`) is not valid UTF-8.
+    pub fn invalid_utf8(&mut self, line: u64, offset: u64) -> Result<()> {
+        let error = PipelineError::InvalidUtf8 {
+            path: self.path.to_path_buf(),
+            line,
+            byte_offset: offset,
+        };
+        self.bad_record(error, |b| b.invalid_utf8 += 1)
+    }
+
+    /// Line `line` (at decompressed `offset`) is longer than `limit`.
+    pub fn oversized(&mut self, line: u64, offset: u64, limit: usize) -> Result<()> {
+        let error = PipelineError::DocumentTooLarge {
+            path: self.path.to_path_buf(),
+            line,
+            byte_offset: offset,
+            limit,
+        };
+        self.bad_record(error, |b| b.oversized_lines += 1)
+    }
 }
 
 /// The documents of one open file, a record at a time.

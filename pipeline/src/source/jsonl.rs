@@ -53,29 +53,11 @@ impl LineParser for JsonlParser {
         ctx: &mut FileContext<'_>,
         out: &mut Vec<Document>,
     ) -> Result<()> {
-        let path = ctx.path.to_path_buf();
         if info.oversized {
-            ctx.bad_record(
-                PipelineError::DocumentTooLarge {
-                    path,
-                    line: line_no,
-                    byte_offset: info.offset,
-                    limit: cap,
-                },
-                |b| b.oversized_lines += 1,
-            )?;
-            return Ok(());
+            return ctx.oversized(line_no, info.offset, cap);
         }
         let Ok(text) = std::str::from_utf8(bytes) else {
-            ctx.bad_record(
-                PipelineError::InvalidUtf8 {
-                    path,
-                    line: line_no,
-                    byte_offset: info.offset,
-                },
-                |b| b.invalid_utf8 += 1,
-            )?;
-            return Ok(());
+            return ctx.invalid_utf8(line_no, info.offset);
         };
         if text.trim().is_empty() {
             return Ok(());
@@ -85,7 +67,7 @@ impl LineParser for JsonlParser {
             Err(source) => {
                 ctx.bad_record(
                     PipelineError::Json {
-                        path,
+                        path: ctx.path.to_path_buf(),
                         line: line_no,
                         source,
                     },
@@ -97,7 +79,7 @@ impl LineParser for JsonlParser {
         let Some(body) = value.get(&self.field).and_then(|v| v.as_str()) else {
             ctx.bad_record(
                 PipelineError::MissingTextField {
-                    path,
+                    path: ctx.path.to_path_buf(),
                     line: line_no,
                     field: self.field.clone(),
                 },

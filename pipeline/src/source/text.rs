@@ -11,7 +11,7 @@ use super::format::{Document, FileContext, RecordFormat, RecordReader};
 use super::line_records::{LineParser, LineRecords};
 use super::lines::LineInfo;
 use super::location::Location;
-use crate::error::{PipelineError, Result};
+use crate::error::Result;
 
 /// Plain text as a [`RecordFormat`].
 #[derive(Debug, Clone)]
@@ -54,58 +54,15 @@ impl LineParser for TextParser {
         out: &mut Vec<Document>,
     ) -> Result<()> {
         if let Some(piece) = info.piece {
-            if piece.first {
-                out.extend(self.end_document(ctx));
-                ctx.bad.split_lines += 1;
-            }
-            let Ok(text) = std::str::from_utf8(bytes) else {
-                return ctx.bad_record(
-                    PipelineError::InvalidUtf8 {
-                        path: ctx.path.to_path_buf(),
-                        line: line_no,
-                        byte_offset: info.offset,
-                    },
-                    |b| b.invalid_utf8 += 1,
-                );
-            };
-            let trimmed = text.trim();
-            if trimmed.is_empty() {
-                ctx.bad.empty_documents += 1;
-            } else {
-                out.push(Document {
-                    offset: info.offset,
-                    sentences: vec![trimmed.to_string()],
-                });
-            }
-            return Ok(());
+            return self.piece(bytes, info.offset, piece.first, line_no, ctx, out);
         }
         if info.oversized {
             self.begin(info.offset);
-            ctx.bad_record(
-                PipelineError::DocumentTooLarge {
-                    path: ctx.path.to_path_buf(),
-                    line: line_no,
-                    byte_offset: info.offset,
-                    limit: cap,
-                },
-                |b| b.oversized_lines += 1,
-            )?;
-            return Ok(());
+            return ctx.oversized(line_no, info.offset, cap);
         }
-        let text = match std::str::from_utf8(bytes) {
-            Ok(t) => t,
-            Err(_) => {
-                self.begin(info.offset);
-                ctx.bad_record(
-                    PipelineError::InvalidUtf8 {
-                        path: ctx.path.to_path_buf(),
-                        line: line_no,
-                        byte_offset: info.offset,
-                    },
-                    |b| b.invalid_utf8 += 1,
-                )?;
-                return Ok(());
-            }
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            self.begin(info.offset);
+            return ctx.invalid_utf8(line_no, info.offset);
         };
         let trimmed = text.trim();
         if trimmed.is_empty() {
@@ -128,6 +85,36 @@ impl LineParser for TextParser {
 }
 
 impl TextParser {
+    /// A piece of a line cut under `oversized_lines = "split"`: a document of its own (the
+    /// document in progress ends before the line's first piece).
+    fn piece(
+        &mut self,
+        bytes: &[u8],
+        offset: u64,
+        first: bool,
+        line_no: u64,
+        ctx: &mut FileContext<'_>,
+        out: &mut Vec<Document>,
+    ) -> Result<()> {
+        if first {
+            out.extend(self.end_document(ctx));
+            ctx.bad.split_lines += 1;
+        }
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            return ctx.invalid_utf8(line_no, offset);
+        };
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            ctx.bad.empty_documents += 1;
+        } else {
+            out.push(Document {
+                offset,
+                sentences: vec![trimmed.to_string()],
+            });
+        }
+        Ok(())
+    }
+
     /// Ends the document in progress (a blank line or the end of the file).
     fn end_document(&mut self, ctx: &mut FileContext<'_>) -> Option<Document> {
         if !self.open {
