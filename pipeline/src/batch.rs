@@ -2,7 +2,6 @@
 
 use crate::block::ExampleRef;
 use crate::config::DataConfig;
-use crate::mask::MaskedExample;
 use crate::source::BadRecordCounts;
 
 /// How a batch is padded.
@@ -111,18 +110,6 @@ impl DataCursor {
 
 impl Batch {
     /// Pads and flattens `examples` into a batch.
-    pub fn from_examples(
-        seq_no: u64,
-        epoch: u64,
-        examples: &[MaskedExample],
-        shape: &BatchShape,
-        bad_records: BadRecordCounts,
-    ) -> Batch {
-        let refs: Vec<ExampleRef<'_>> = examples.iter().map(MaskedExample::as_ref).collect();
-        Self::from_refs(seq_no, epoch, &refs, shape, bad_records)
-    }
-
-    /// [`from_examples`](Self::from_examples) on borrowed examples.
     pub fn from_refs(
         seq_no: u64,
         epoch: u64,
@@ -194,14 +181,35 @@ impl Batch {
 mod tests {
     use super::*;
 
-    fn ex(n: usize, masked: &[u32]) -> MaskedExample {
-        MaskedExample {
-            doc_id: n as u64,
-            example_index: 0,
+    /// An example of `n` tokens with the given masked positions, as owned buffers.
+    struct Ex {
+        n: usize,
+        input_ids: Vec<u32>,
+        segment_ids: Vec<u8>,
+        masked_positions: Vec<u32>,
+        masked_labels: Vec<u32>,
+    }
+
+    fn ex(n: usize, masked: &[u32]) -> Ex {
+        Ex {
+            n,
             input_ids: (0..n as u32).map(|i| 1000 + i).collect(),
             segment_ids: vec![1; n],
             masked_positions: masked.to_vec(),
             masked_labels: masked.iter().map(|&p| 5000 + p).collect(),
+        }
+    }
+
+    impl Ex {
+        fn as_ref(&self) -> ExampleRef<'_> {
+            ExampleRef {
+                doc_id: self.n as u64,
+                example_index: 0,
+                input_ids: &self.input_ids,
+                segment_ids: &self.segment_ids,
+                masked_positions: &self.masked_positions,
+                masked_labels: &self.masked_labels,
+            }
         }
     }
 
@@ -214,10 +222,11 @@ mod tests {
 
     #[test]
     fn rows_are_padded_to_a_multiple_and_positions_are_flat() {
-        let b = Batch::from_examples(
+        let (a, c) = (ex(5, &[1, 3]), ex(10, &[2]));
+        let b = Batch::from_refs(
             3,
             1,
-            &[ex(5, &[1, 3]), ex(10, &[2])],
+            &[a.as_ref(), c.as_ref()],
             &SHAPE,
             BadRecordCounts::default(),
         );

@@ -1,20 +1,27 @@
-//! The masked examples of one chunk in flat buffers: what a loader worker hands its
-//! batcher. Packing and masking write straight into them, so a chunk costs a handful of
-//! allocations whatever its number of examples, and the batcher frees them in one go.
+//! The examples of one chunk in flat buffers: the one packing and masking path, what a
+//! loader worker hands its batcher. Documents are packed straight into the buffers
+//! ([`MaskedBlock::pack_tokenized`]), then every example is masked in place
+//! ([`MaskedBlock::mask`]), so a chunk costs a handful of allocations whatever its number
+//! of examples, and the batcher frees them in one go.
 
 use std::ops::Range;
 
-use crate::mask::{MaskedExample, Masker};
+use arrow_array::{BooleanArray, RecordBatch, UInt32Array, UInt64Array};
+use electra_schemas::tokenized;
+
+use crate::arrow_util::{column, list_column};
+use crate::error::Result;
+use crate::mask::Masker;
 use crate::pack::Packer;
 
-/// One masked example, borrowed (from a [`MaskedBlock`] or a [`MaskedExample`]).
+/// One example, borrowed from a [`MaskedBlock`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExampleRef<'a> {
     /// The document it was cut from.
     pub doc_id: u64,
     /// Its index within the document.
     pub example_index: u32,
-    /// Token ids after masking.
+    /// Token ids (after masking, once masked).
     pub input_ids: &'a [u32],
     /// Segment ids.
     pub segment_ids: &'a [u8],
@@ -24,21 +31,8 @@ pub struct ExampleRef<'a> {
     pub masked_labels: &'a [u32],
 }
 
-impl MaskedExample {
-    /// The example, borrowed.
-    pub fn as_ref(&self) -> ExampleRef<'_> {
-        ExampleRef {
-            doc_id: self.doc_id,
-            example_index: self.example_index,
-            input_ids: &self.input_ids,
-            segment_ids: &self.segment_ids,
-            masked_positions: &self.masked_positions,
-            masked_labels: &self.masked_labels,
-        }
-    }
-}
-
-/// Masked examples in flat buffers, each with the position of its document in the epoch.
+/// Examples in flat buffers, each with the position of its document in the epoch: packed,
+/// then masked.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MaskedBlock {
     documents: Vec<u64>,
@@ -52,12 +46,33 @@ pub struct MaskedBlock {
     mask_ends: Vec<usize>,
     masked_positions: Vec<u32>,
     masked_labels: Vec<u32>,
+    /// Whether each token starts a word, aligned with `input_ids`, when the documents were
+    /// packed with their word starts (empty otherwise).
+    word_starts: Vec<bool>,
+    /// The first `masked` examples are masked; those after them are packed only.
+    masked: usize,
 }
 
 /// `ends[i - 1]..ends[i]`, from 0 for the first.
 fn span(ends: &[usize], i: usize) -> Range<usize> {
     let start = if i == 0 { 0 } else { ends[i - 1] };
     start..ends[i]
+}
+
+/// The documents of a chunk to pack: rows of a tokenized batch and their positions.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkDocuments<'a> {
+    /// Tokenized documents ([`tokenized::schema`]; `word_starts` is not read).
+    pub batch: &'a RecordBatch,
+    /// The rows to pack, in order (all of them, in order, when `None`).
+    pub rows: Option<&'a [u32]>,
+    /// Position in the epoch of the first document.
+    pub first_document: u64,
+    /// Positions between consecutive documents.
+    pub stride: u64,
+    /// Read the documents' word starts (the `word_starts` column) and pack them with the
+    /// tokens, for a masker that [needs them](Masker::needs_word_starts).
+    pub word_starts: bool,
 }
 
 impl MaskedBlock {
@@ -100,8 +115,16 @@ impl MaskedBlock {
         (0..self.len()).map(|i| self.get(i))
     }
 
-    /// Appends a masked example whose document is at position `document` in the epoch.
+    /// Appends an example that is already masked, its document at position `document` in
+    /// the epoch. Mask the block's packed examples first: an example pushed after unmasked
+    /// ones would be masked again with them.
     pub fn push(&mut self, document: u64, example: ExampleRef<'_>) {
+        let all_masked = self.masked == self.len();
+        if !self.word_starts.is_empty() {
+            // No word starts come with it: none of its tokens is one.
+            let n = self.word_starts.len() + example.input_ids.len();
+            self.word_starts.resize(n, false);
+        }
         self.documents.push(document);
         self.doc_ids.push(example.doc_id);
         self.example_indices.push(example.example_index);
@@ -112,36 +135,39 @@ impl MaskedBlock {
             .extend_from_slice(example.masked_positions);
         self.masked_labels.extend_from_slice(example.masked_labels);
         self.mask_ends.push(self.masked_positions.len());
+        if all_masked {
+            self.masked = self.len();
+        }
     }
 
-    /// Packs the document `ids` (with cumulative `sentence_ends`) as `packer` does, masks
-    /// every example as `masker` does, and appends them; `document` is its position in the
-    /// epoch. The examples equal [`Packer::pack_document`] followed by [`Masker::mask`].
+    /// Word starts of example `i`, when the block was packed with them.
+    pub fn word_starts(&self, i: usize) -> Option<&[bool]> {
+        let aligned = self.word_starts.len() == self.input_ids.len();
+        aligned.then(|| &self.word_starts[span(&self.token_ends, i)])
+    }
+
+    /// Packs the document `ids` (with cumulative `sentence_ends`, and its `word_starts`
+    /// when a masker needs them) as `packer` plans it and appends its examples, unmasked;
+    /// `document` is its position in the epoch. Pack every document of a block with word
+    /// starts, or none.
     #[allow(clippy::too_many_arguments)]
-    pub fn push_document(
+    pub fn pack_document(
         &mut self,
         packer: &Packer,
-        masker: &Masker,
         seed: u64,
         epoch: u64,
         document: u64,
         doc_id: u64,
         ids: &[u32],
+        word_starts: Option<&[bool]>,
         sentence_ends: &[u32],
     ) {
         let mut example_index = 0u32;
         packer.plan_document(seed, epoch, doc_id, ids.len(), sentence_ends, |a, b| {
-            let start = self.input_ids.len();
             packer.write_example(a, b, ids, &mut self.input_ids, &mut self.segment_ids);
-            masker.mask_in_place(
-                seed,
-                epoch,
-                doc_id,
-                example_index,
-                &mut self.input_ids[start..],
-                &mut self.masked_positions,
-                &mut self.masked_labels,
-            );
+            if let Some(starts) = word_starts {
+                packer.write_word_starts(a, b, starts, &mut self.word_starts);
+            }
             self.documents.push(document);
             self.doc_ids.push(doc_id);
             self.example_indices.push(example_index);
@@ -150,114 +176,88 @@ impl MaskedBlock {
             example_index += 1;
         });
     }
+
+    /// Packs the documents of a chunk, in order ([`pack_document`](Self::pack_document)
+    /// for each), with their word starts when `chunk.word_starts`.
+    pub fn pack_tokenized(
+        &mut self,
+        packer: &Packer,
+        seed: u64,
+        epoch: u64,
+        chunk: ChunkDocuments<'_>,
+    ) -> Result<()> {
+        let batch = chunk.batch;
+        let doc_ids: &UInt64Array = column(batch, tokenized::DOC_ID)?;
+        let (io, ids): (&[i32], &UInt32Array) = list_column(batch, tokenized::INPUT_IDS)?;
+        let (eo, ends): (&[i32], &UInt32Array) = list_column(batch, tokenized::SENTENCE_ENDS)?;
+        let (ids, ends) = (ids.values(), ends.values());
+        let words = match chunk.word_starts {
+            true => Some(DocumentWordStarts::of(batch)?),
+            false => None,
+        };
+        let mut starts = Vec::new();
+        let documents = chunk.rows.map_or(batch.num_rows(), <[u32]>::len);
+        for k in 0..documents {
+            let row = chunk.rows.map_or(k, |rows| rows[k] as usize);
+            let doc_ids_row = &ids[io[row] as usize..io[row + 1] as usize];
+            if let Some(words) = &words {
+                words.row(row, doc_ids_row.len(), &mut starts);
+            }
+            self.pack_document(
+                packer,
+                seed,
+                epoch,
+                chunk.first_document + k as u64 * chunk.stride,
+                doc_ids.value(row),
+                doc_ids_row,
+                words.as_ref().map(|_| starts.as_slice()),
+                &ends[eo[row] as usize..eo[row + 1] as usize],
+            );
+        }
+        Ok(())
+    }
+
+    /// Masks, in place, every example packed since the last call, as `masker` does.
+    pub fn mask(&mut self, masker: &Masker, seed: u64, epoch: u64) {
+        let with_word_starts = self.word_starts.len() == self.input_ids.len();
+        for i in self.masked..self.len() {
+            let tokens = span(&self.token_ends, i);
+            masker.mask_in_place(
+                seed,
+                epoch,
+                self.doc_ids[i],
+                self.example_indices[i],
+                &mut self.input_ids[tokens.clone()],
+                with_word_starts.then(|| &self.word_starts[tokens]),
+                &mut self.masked_positions,
+                &mut self.masked_labels,
+            );
+            self.mask_ends[i] = self.masked_positions.len();
+        }
+        self.masked = self.len();
+    }
+}
+
+/// The `word_starts` column of a tokenized batch.
+struct DocumentWordStarts<'a> {
+    offsets: &'a [i32],
+    values: &'a BooleanArray,
+}
+
+impl<'a> DocumentWordStarts<'a> {
+    fn of(batch: &'a RecordBatch) -> Result<Self> {
+        let (offsets, values) = list_column(batch, tokenized::WORD_STARTS)?;
+        Ok(Self { offsets, values })
+    }
+
+    /// Row `row`'s word starts into `out`, as long as its `n` tokens (padded with true).
+    fn row(&self, row: usize, n: usize, out: &mut Vec<bool>) {
+        let (start, end) = (self.offsets[row] as usize, self.offsets[row + 1] as usize);
+        out.clear();
+        out.extend(self.values.values().slice(start, end - start).iter());
+        out.resize(n, true);
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::MaskStrategy;
-    use crate::mask::tests::masker;
-    use crate::pack::tests::packer;
-    use crate::tokenize::tests::SPECIAL;
-
-    fn stages(split: bool, strategy: MaskStrategy) -> (Packer, Masker) {
-        (packer(64, split), masker(strategy))
-    }
-
-    /// A document of distinct ids with sentences of the given lengths; a few ids are
-    /// special ids, which masking must skip.
-    fn document(lengths: &[usize]) -> (Vec<u32>, Vec<u32>) {
-        let n: usize = lengths.iter().sum();
-        let ids = (0..n as u32)
-            .map(|i| if i % 37 == 5 { SPECIAL.sep } else { 1000 + i })
-            .collect();
-        let ends = lengths
-            .iter()
-            .scan(0u32, |acc, &l| {
-                *acc += l as u32;
-                Some(*acc)
-            })
-            .collect();
-        (ids, ends)
-    }
-
-    #[test]
-    fn a_block_holds_exactly_the_packed_then_masked_examples() {
-        let docs = [
-            vec![3, 40, 7, 100, 2, 15],
-            vec![200],
-            vec![1],
-            vec![],
-            vec![20, 20, 20, 20, 20, 20, 20, 20],
-            vec![9; 40],
-        ];
-        for split in [false, true] {
-            for strategy in [MaskStrategy::Electra, MaskStrategy::Bert] {
-                let (packer, masker) = stages(split, strategy);
-                let mut block = MaskedBlock::new();
-                let mut expected = Vec::new();
-                for (d, lengths) in docs.iter().enumerate() {
-                    let (ids, ends) = document(lengths);
-                    let doc_id = 77 + d as u64;
-                    let words = vec![true; ids.len()];
-                    for e in packer.pack_document(9, 2, doc_id, &ids, &words, &ends) {
-                        let masked = masker.mask(
-                            9,
-                            2,
-                            e.doc_id,
-                            e.example_index,
-                            &e.input_ids,
-                            &e.segment_ids,
-                        );
-                        expected.push((10 + d as u64, masked));
-                    }
-                    block.push_document(&packer, &masker, 9, 2, 10 + d as u64, doc_id, &ids, &ends);
-                }
-                assert!(expected.len() >= 10, "{} examples", expected.len());
-                assert_eq!(block.len(), expected.len());
-                for (i, (document, e)) in expected.iter().enumerate() {
-                    assert_eq!(block.document(i), *document);
-                    assert_eq!(block.get(i), e.as_ref(), "example {i}, split {split}");
-                    assert!(!e.masked_positions.is_empty());
-                }
-                assert_eq!(block.iter().count(), block.len());
-            }
-        }
-    }
-
-    #[test]
-    fn an_empty_block_has_no_examples() {
-        let (packer, masker) = stages(true, MaskStrategy::Electra);
-        let mut block = MaskedBlock::new();
-        assert!(block.is_empty());
-        block.push_document(&packer, &masker, 1, 0, 0, 5, &[], &[]);
-        assert!(block.is_empty());
-        assert_eq!(block.iter().count(), 0);
-    }
-
-    #[test]
-    fn pushed_examples_come_back_unchanged() {
-        let a = MaskedExample {
-            doc_id: 3,
-            example_index: 1,
-            input_ids: vec![101, 7, 103, 102],
-            segment_ids: vec![0; 4],
-            masked_positions: vec![2],
-            masked_labels: vec![9],
-        };
-        let b = MaskedExample {
-            doc_id: 4,
-            example_index: 0,
-            input_ids: vec![101, 103, 102, 8, 102],
-            segment_ids: vec![0, 0, 0, 1, 1],
-            masked_positions: vec![1, 3],
-            masked_labels: vec![5, 8],
-        };
-        let mut block = MaskedBlock::new();
-        block.push(10, a.as_ref());
-        block.push(12, b.as_ref());
-        assert_eq!(block.len(), 2);
-        assert_eq!((block.document(0), block.get(0)), (10, a.as_ref()));
-        assert_eq!((block.document(1), block.get(1)), (12, b.as_ref()));
-    }
-}
+pub(crate) mod tests;

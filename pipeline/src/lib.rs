@@ -1,23 +1,28 @@
 //! Streaming data pipeline for ELECTRA and other encoders: corpus files in, padded and
 //! masked batches out, on many threads, in bounded memory, without libtorch.
 //!
-//! The stages, each in its own module:
+//! The stages, each in its own module, each seam a trait:
 //!
-//! 1. [`source`]: plain text or JSONL files, optionally zstd-compressed (multi-frame),
-//!    streamed line by line into Arrow record batches of documents
-//!    ([`electra_schemas::documents`]); bad records are skipped and counted, or fatal
-//!    ([`config::BadRecordPolicy`]).
-//! 2. [`tokenize`]: a Hugging Face `tokenizer.json` turns each document's sentences into
+//! 1. [`source`]: corpus files streamed into Arrow record batches of documents
+//!    ([`electra_schemas::documents`]), each file through a [`source::ByteSource`] (where
+//!    the bytes come from: local files), a [`source::Codec`] (zstd, checked before reading)
+//!    and a record format (plain text, JSONL); bad records are skipped and counted, or
+//!    fatal ([`config::BadRecordPolicy`]).
+//! 2. [`corpus`]: the stream of document chunks a loader reads, epoch by epoch, as a
+//!    [`corpus::DocumentSource`]: raw files in order, or shuffled Parquet [`shard`]s.
+//! 3. [`tokenize`]: a Hugging Face `tokenizer.json` turns each document's sentences into
 //!    token ids, sentence ends and word starts ([`electra_schemas::tokenized`]).
-//! 3. [`pack`]: sentences of one document are packed into `[CLS] A [SEP] B [SEP]`
-//!    examples of up to `max_seq_len` tokens, as the reference `ExampleBuilder` does
-//!    ([`electra_schemas::examples`]).
-//! 4. [`mask`]: a fresh mask per epoch, a pure function of (seed, epoch, doc_id,
-//!    example_index): ELECTRA 85% `[MASK]` / 15% kept, or BERT 80/10/10.
-//! 5. [`batch`]: examples padded into flat row-major `i64` buffers.
-//! 6. [`loader`]: a reader thread, worker threads and a batcher joined by bounded
+//! 4. [`pack`]: sentences of one document are packed into `[CLS] A [SEP] B [SEP]`
+//!    examples of up to `max_seq_len` tokens, as the reference `ExampleBuilder` does,
+//!    straight into a chunk's flat buffers ([`block::MaskedBlock`]).
+//! 5. [`mask`]: a fresh mask per epoch, a pure function of (seed, epoch, doc_id,
+//!    example_index): a [`mask::PositionSelector`] chooses the positions (random tokens), a
+//!    [`mask::Corruption`] what they become (ELECTRA 85% `[MASK]` / 15% kept, or BERT
+//!    80/10/10).
+//! 6. [`batch`]: examples padded into flat row-major `i64` buffers.
+//! 7. [`loader`]: a reader thread, worker threads and a batcher joined by bounded
 //!    crossbeam channels; batches come out in order, identical for any thread count.
-//!    [`slice`]: a loader can read one of S disjoint parts of the stream, for data-parallel
+//!    [`slice`](mod@slice): a loader can read one of S disjoint parts of the stream, for data-parallel
 //!    training that is the same whatever the number of ranks.
 //!
 //! Every random choice comes from [`rng::Rng::derive`] (run seed + position); errors are
@@ -47,6 +52,7 @@ mod arrow_util;
 pub mod batch;
 pub mod block;
 pub mod config;
+pub mod corpus;
 pub mod error;
 pub mod loader;
 pub mod mask;
@@ -62,12 +68,12 @@ pub mod tokenize;
 pub mod train_tokenizer;
 
 pub use batch::{Batch, BatchShape, DataCursor};
-pub use block::{ExampleRef, MaskedBlock};
+pub use block::{ChunkDocuments, ExampleRef, MaskedBlock};
 pub use config::{BadRecordPolicy, DataConfig, MaskStrategy, OversizedLinePolicy, SourceFormat};
 pub use error::{PipelineError, Result};
 pub use loader::{Loader, LoaderStart, LoaderStats};
-pub use mask::{MaskedExample, Masker};
-pub use pack::{PackedExample, Packer};
+pub use mask::{Corruption, Masker, PositionSelector};
+pub use pack::Packer;
 pub use slice::DataSlice;
 pub use source::{expand_files, BadRecordCounts, DocumentChunk, DocumentReader};
 pub use tokenize::{SpecialTokens, TextTokenizer};

@@ -15,16 +15,8 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::Arc;
 
-use arrow_array::types::{UInt32Type, UInt8Type};
-use arrow_array::{ArrayRef, BooleanArray, ListArray, RecordBatch, UInt32Array, UInt64Array};
-use arrow_buffer::OffsetBuffer;
-use electra_schemas::{check_schema, examples, tokenized};
-
-use crate::arrow_util::{column, list_array, list_column, list_item};
 use crate::config::DataConfig;
-use crate::error::Result;
 use crate::rng::{Rng, PACK_STREAM};
 use crate::tokenize::SpecialTokens;
 
@@ -56,21 +48,6 @@ impl PackOptions {
     }
 }
 
-/// One packed example, before masking.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PackedExample {
-    /// The document it was cut from.
-    pub doc_id: u64,
-    /// Its index within the document.
-    pub example_index: u32,
-    /// `[CLS] A [SEP] B [SEP]` or `[CLS] A [SEP]`.
-    pub input_ids: Vec<u32>,
-    /// 0 for `[CLS] A [SEP]`, 1 for `B [SEP]`.
-    pub segment_ids: Vec<u8>,
-    /// Word-start flags (false on special tokens).
-    pub word_starts: Vec<bool>,
-}
-
 /// Packs tokenized documents into examples.
 #[derive(Debug, Clone)]
 pub struct Packer {
@@ -80,12 +57,6 @@ pub struct Packer {
 
 /// Token ranges of a document, by sentence.
 type Pieces = Vec<Range<usize>>;
-
-/// Length of the example of segments `a` and `b`, specials included.
-fn example_len(a: &[Range<usize>], b: &[Range<usize>]) -> usize {
-    let len_b = total(b);
-    total(a) + 2 + if len_b > 0 { len_b + 1 } else { 0 }
-}
 
 fn total(pieces: &[Range<usize>]) -> usize {
     pieces.iter().map(|r| r.len()).sum()
@@ -132,45 +103,6 @@ impl Packer {
         }
     }
 
-    /// Packs one document: `ids` and `word_starts` are its tokens, `sentence_ends` the
-    /// cumulative sentence ends.
-    pub fn pack_document(
-        &self,
-        seed: u64,
-        epoch: u64,
-        doc_id: u64,
-        ids: &[u32],
-        word_starts: &[bool],
-        sentence_ends: &[u32],
-    ) -> Vec<PackedExample> {
-        let mut out = Vec::new();
-        self.plan_document(seed, epoch, doc_id, ids.len(), sentence_ends, |a, b| {
-            let mut input_ids = Vec::with_capacity(example_len(a, b));
-            let mut segment_ids = Vec::with_capacity(input_ids.capacity());
-            self.write_example(a, b, ids, &mut input_ids, &mut segment_ids);
-            let mut starts = Vec::with_capacity(input_ids.len());
-            starts.push(false);
-            for r in a {
-                starts.extend_from_slice(&word_starts[r.clone()]);
-            }
-            starts.push(false);
-            if !b.is_empty() {
-                for r in b {
-                    starts.extend_from_slice(&word_starts[r.clone()]);
-                }
-                starts.push(false);
-            }
-            out.push(PackedExample {
-                doc_id,
-                example_index: out.len() as u32,
-                input_ids,
-                segment_ids,
-                word_starts: starts,
-            });
-        });
-        out
-    }
-
     /// Appends the example of segments `a` and `b` (token ranges of `ids`) to `input_ids`
     /// as `[CLS] A [SEP] B [SEP]` (or `[CLS] A [SEP]` when `b` is empty), and its segment
     /// ids to `segment_ids`.
@@ -199,11 +131,34 @@ impl Packer {
         }
     }
 
+    /// Appends the word starts of the example of segments `a` and `b` (ranges of the
+    /// document's `word_starts`) to `out`, aligned with
+    /// [`write_example`](Self::write_example)'s tokens: false on the special tokens.
+    pub fn write_word_starts(
+        &self,
+        a: &[Range<usize>],
+        b: &[Range<usize>],
+        word_starts: &[bool],
+        out: &mut Vec<bool>,
+    ) {
+        out.push(false);
+        for r in a {
+            out.extend_from_slice(&word_starts[r.clone()]);
+        }
+        out.push(false);
+        if !b.is_empty() {
+            for r in b {
+                out.extend_from_slice(&word_starts[r.clone()]);
+            }
+            out.push(false);
+        }
+    }
+
     /// The packing of one document of `n_tokens` tokens with cumulative `sentence_ends`,
     /// without its tokens: `emit(a, b)` is called for each example in order with the
     /// token ranges of its segments A and B (B empty for a single segment; see
-    /// [`write_example`](Self::write_example)). What [`pack_document`](Self::pack_document)
-    /// builds its examples from, and the loader writes straight into its buffers.
+    /// [`write_example`](Self::write_example)), which the loader uses to write each example
+    /// straight into its flat buffers ([`crate::block::MaskedBlock::pack_document`]).
     pub fn plan_document(
         &self,
         seed: u64,
@@ -303,272 +258,7 @@ impl Packer {
             carry.clear();
         }
     }
-
-    /// Packs every document of a tokenized batch ([`tokenized::schema`]), in order.
-    pub fn pack_examples(
-        &self,
-        tokenized: &RecordBatch,
-        seed: u64,
-        epoch: u64,
-    ) -> Result<Vec<PackedExample>> {
-        Ok(self
-            .pack_rows(tokenized, seed, epoch)?
-            .into_iter()
-            .map(|(_, example)| example)
-            .collect())
-    }
-
-    /// [`pack_examples`](Self::pack_examples), each example with the row of the document it
-    /// came from.
-    pub fn pack_rows(
-        &self,
-        tokenized: &RecordBatch,
-        seed: u64,
-        epoch: u64,
-    ) -> Result<Vec<(usize, PackedExample)>> {
-        check_schema(&tokenized.schema(), &tokenized::schema(), "packer input")?;
-        let doc_ids: &UInt64Array = column(tokenized, tokenized::DOC_ID)?;
-        let (io, ids): (&[i32], &UInt32Array) = list_column(tokenized, tokenized::INPUT_IDS)?;
-        let (eo, ends): (&[i32], &UInt32Array) = list_column(tokenized, tokenized::SENTENCE_ENDS)?;
-        let (wo, words): (&[i32], &BooleanArray) = list_column(tokenized, tokenized::WORD_STARTS)?;
-        let mut out = Vec::new();
-        let mut word_buf = Vec::new();
-        for row in 0..tokenized.num_rows() {
-            let doc_ids_row = &ids.values()[io[row] as usize..io[row + 1] as usize];
-            word_buf.clear();
-            let (start, end) = (wo[row] as usize, wo[row + 1] as usize);
-            word_buf.extend(words.values().slice(start, end - start).iter());
-            word_buf.resize(doc_ids_row.len(), true);
-            let ends_row = &ends.values()[eo[row] as usize..eo[row + 1] as usize];
-            out.extend(
-                self.pack_document(
-                    seed,
-                    epoch,
-                    doc_ids.value(row),
-                    doc_ids_row,
-                    &word_buf,
-                    ends_row,
-                )
-                .into_iter()
-                .map(|example| (row, example)),
-            );
-        }
-        Ok(out)
-    }
-
-    /// Packs a tokenized batch into an examples batch ([`examples::schema`]).
-    pub fn pack(&self, tokenized: &RecordBatch, seed: u64, epoch: u64) -> Result<RecordBatch> {
-        examples_to_batch(&self.pack_examples(tokenized, seed, epoch)?)
-    }
-}
-
-/// Packed examples as an examples record batch.
-pub fn examples_to_batch(packed: &[PackedExample]) -> Result<RecordBatch> {
-    let schema = examples::schema();
-    let lengths: Vec<usize> = packed.iter().map(|e| e.input_ids.len()).collect();
-    let ids: Vec<u32> = packed
-        .iter()
-        .flat_map(|e| e.input_ids.iter().copied())
-        .collect();
-    let segments: Vec<u8> = packed
-        .iter()
-        .flat_map(|e| e.segment_ids.iter().copied())
-        .collect();
-    let words: Vec<bool> = packed
-        .iter()
-        .flat_map(|e| e.word_starts.iter().copied())
-        .collect();
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(UInt64Array::from_iter_values(
-            packed.iter().map(|e| e.doc_id),
-        )),
-        Arc::new(UInt32Array::from_iter_values(
-            packed.iter().map(|e| e.example_index),
-        )),
-        list_array::<UInt32Type>(list_item(&schema, examples::INPUT_IDS)?, ids, &lengths)?,
-        list_array::<UInt8Type>(
-            list_item(&schema, examples::SEGMENT_IDS)?,
-            segments,
-            &lengths,
-        )?,
-        Arc::new(ListArray::try_new(
-            list_item(&schema, examples::WORD_STARTS)?,
-            OffsetBuffer::<i32>::from_lengths(lengths.iter().copied()),
-            Arc::new(BooleanArray::from(words)),
-            None,
-        )?),
-    ];
-    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use crate::tokenize::tests::{bert, docs, SPECIAL};
-    use proptest::prelude::*;
-
-    pub(crate) fn packer(max_seq_len: usize, split: bool) -> Packer {
-        Packer::new(
-            PackOptions {
-                max_seq_len,
-                single_segment_prob: 0.1,
-                random_length_prob: 0.05,
-                split_long_sentences: split,
-            },
-            SPECIAL,
-        )
-    }
-
-    /// A document whose tokens are distinct ids >= 1000, with the given sentence lengths.
-    fn document(lengths: &[usize]) -> (Vec<u32>, Vec<bool>, Vec<u32>) {
-        let n: usize = lengths.iter().sum();
-        let ids: Vec<u32> = (0..n as u32).map(|i| 1000 + i).collect();
-        let mut ends = Vec::new();
-        let mut acc = 0;
-        for l in lengths {
-            acc += *l as u32;
-            ends.push(acc);
-        }
-        (ids, vec![true; n], ends)
-    }
-
-    fn check_layout(e: &PackedExample, max: usize) {
-        assert!(e.input_ids.len() <= max, "{} > {max}", e.input_ids.len());
-        assert_eq!(e.input_ids[0], SPECIAL.cls);
-        assert_eq!(*e.input_ids.last().unwrap(), SPECIAL.sep);
-        assert_eq!(e.segment_ids.len(), e.input_ids.len());
-        assert_eq!(e.word_starts.len(), e.input_ids.len());
-        let seps: Vec<usize> = (0..e.input_ids.len())
-            .filter(|&i| e.input_ids[i] == SPECIAL.sep)
-            .collect();
-        assert!(seps.len() == 1 || seps.len() == 2, "{seps:?}");
-        // Segment ids: 0 up to and including the first SEP, then 1.
-        for (i, &s) in e.segment_ids.iter().enumerate() {
-            assert_eq!(s, u8::from(i > seps[0]), "position {i}");
-        }
-        assert!(seps[0] >= 2, "segment A is empty");
-        if seps.len() == 2 {
-            assert!(seps[1] > seps[0] + 1, "segment B is empty");
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn examples_respect_the_layout_and_lose_no_tokens_when_splitting(
-            lengths in prop::collection::vec(1usize..300, 1..30),
-            max in 8usize..200,
-            seed in any::<u64>(),
-        ) {
-            let (ids, words, ends) = document(&lengths);
-            let out = packer(max, true).pack_document(seed, 0, 7, &ids, &words, &ends);
-            let mut seen: Vec<u32> = Vec::new();
-            for (i, e) in out.iter().enumerate() {
-                check_layout(e, max);
-                prop_assert_eq!(e.doc_id, 7);
-                prop_assert_eq!(e.example_index, i as u32);
-                seen.extend(e.input_ids.iter().copied().filter(|&t| t >= 1000));
-            }
-            seen.sort_unstable();
-            prop_assert_eq!(seen, ids);
-        }
-
-        #[test]
-        fn truncating_mode_keeps_the_layout_and_never_invents_tokens(
-            lengths in prop::collection::vec(1usize..300, 1..30),
-            max in 8usize..200,
-            seed in any::<u64>(),
-        ) {
-            let (ids, words, ends) = document(&lengths);
-            let out = packer(max, false).pack_document(seed, 0, 7, &ids, &words, &ends);
-            prop_assert!(!out.is_empty());
-            let mut seen: Vec<u32> = Vec::new();
-            for e in &out {
-                check_layout(e, max);
-                seen.extend(e.input_ids.iter().copied().filter(|&t| t >= 1000));
-            }
-            let before = seen.len();
-            seen.sort_unstable();
-            seen.dedup();
-            prop_assert_eq!(seen.len(), before, "a token appears twice");
-        }
-    }
-
-    #[test]
-    fn a_long_sentence_is_truncated_in_reference_mode() {
-        let (ids, words, ends) = document(&[300]);
-        let out = packer(128, false).pack_document(1, 0, 0, &ids, &words, &ends);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].input_ids.len(), 128);
-        assert_eq!(&out[0].input_ids[1..127], &ids[..126]);
-    }
-
-    #[test]
-    fn packing_is_a_function_of_seed_epoch_and_document() {
-        let (ids, words, ends) = document(&[10; 100]);
-        let p = packer(64, true);
-        let a = p.pack_document(1, 0, 5, &ids, &words, &ends);
-        assert_eq!(a, p.pack_document(1, 0, 5, &ids, &words, &ends));
-        assert_ne!(a, p.pack_document(1, 1, 5, &ids, &words, &ends));
-        assert_ne!(a, p.pack_document(2, 0, 5, &ids, &words, &ends));
-    }
-
-    #[test]
-    fn segment_proportions_follow_the_reference() {
-        // Many short sentences: single-segment examples appear ~10% of the time.
-        let (ids, words, ends) = document(&[7; 20_000]);
-        let out = packer(128, true).pack_document(3, 0, 0, &ids, &words, &ends);
-        let single = out
-            .iter()
-            .filter(|e| e.segment_ids.iter().all(|&s| s == 0))
-            .count();
-        let frac = single as f64 / out.len() as f64;
-        assert!(
-            (0.06..0.15).contains(&frac),
-            "single-segment fraction {frac}"
-        );
-        let short = out[..out.len() - 1]
-            .iter()
-            .filter(|e| e.input_ids.len() < 100)
-            .count();
-        let frac = short as f64 / out.len() as f64;
-        assert!(
-            (0.02..0.09).contains(&frac),
-            "random-length fraction {frac}"
-        );
-    }
-
-    #[test]
-    fn examples_never_cross_documents_on_real_text() {
-        let t = bert();
-        let batch = docs(&[
-            &[
-                "The quick brown fox jumps over the lazy dog.",
-                "It was not amused.",
-            ],
-            &[
-                "Call me Ishmael.",
-                "Some years ago, never mind how long precisely.",
-            ],
-            &["In the beginning God created the heaven and the earth."],
-        ]);
-        let tok = t.tokenize(&batch).unwrap();
-        let p = packer(16, true);
-        let packed = p.pack_examples(&tok, 0, 0).unwrap();
-        let (io, ids): (&[i32], &UInt32Array) = list_column(&tok, tokenized::INPUT_IDS).unwrap();
-        for e in &packed {
-            let row = e.doc_id as usize;
-            let doc: &[u32] = &ids.values()[io[row] as usize..io[row + 1] as usize];
-            check_layout(e, 16);
-            for &t in e.input_ids.iter().filter(|&&t| !SPECIAL.contains(t)) {
-                assert!(
-                    doc.contains(&t),
-                    "token {t} of doc {row} example not in its document"
-                );
-            }
-        }
-        let batch = p.pack(&tok, 0, 0).unwrap();
-        check_schema(&batch.schema(), &examples::schema(), "test").unwrap();
-        assert_eq!(batch.num_rows(), packed.len());
-        assert!(packed.iter().any(|e| e.doc_id == 2));
-    }
-}
+pub(crate) mod tests;

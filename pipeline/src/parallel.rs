@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crossbeam_channel::bounded;
+use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::error::{PipelineError, Result};
 
@@ -32,7 +32,7 @@ pub fn ordered_map<I, T, U, F, C>(
     threads: usize,
     name: &str,
     map: F,
-    mut consume: C,
+    consume: C,
 ) -> Result<()>
 where
     I: Iterator<Item = Result<T>> + Send,
@@ -50,92 +50,119 @@ where
         }
         let (work_tx, work_rx) = bounded::<(u64, T)>(capacity);
         let (result_tx, result_rx) = bounded::<(u64, Result<U>)>(capacity);
-
-        let reader_results = result_tx.clone();
-        let reader_name = format!("{name}-reader");
-        let spawn_err = |source| PipelineError::Io {
-            path: format!("<thread {name}>").into(),
-            source,
+        let feed = Feed {
+            slots: slot_rx,
+            work: work_tx,
+            errors: result_tx.clone(),
         };
-        std::thread::Builder::new()
-            .name(reader_name.clone())
-            .spawn_scoped(scope, move || {
-                let mut seq = 0u64;
-                let mut input = input;
-                loop {
-                    if slot_rx.recv().is_err() {
+        spawn(scope, format!("{name}-reader"), move |thread| {
+            feed.run(input, thread)
+        })?;
+        for i in 0..threads {
+            let (work_rx, result_tx, map) = (work_rx.clone(), result_tx.clone(), &map);
+            spawn(scope, format!("{name}-worker-{i}"), move |thread| {
+                while let Ok((seq, value)) = work_rx.recv() {
+                    let result = catch_unwind(AssertUnwindSafe(|| map(value)))
+                        .unwrap_or_else(|payload| Err(panicked(thread, payload.as_ref())));
+                    if result_tx.send((seq, result)).is_err() {
                         return;
                     }
-                    // A panic while reading becomes an error in the stream, in order.
-                    let item = match catch_unwind(AssertUnwindSafe(|| input.next())) {
-                        Ok(Some(item)) => item,
-                        Ok(None) => return,
-                        Err(payload) => Err(PipelineError::WorkerPanicked {
-                            thread: reader_name.clone(),
-                            message: panic_message(payload.as_ref()),
-                        }),
-                    };
-                    match item {
-                        Ok(value) => {
-                            if work_tx.send((seq, value)).is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            let _ = reader_results.send((seq, Err(e)));
-                            return;
-                        }
-                    }
-                    seq += 1;
                 }
-            })
-            .map_err(spawn_err)?;
-        for i in 0..threads {
-            let work_rx = work_rx.clone();
-            let result_tx = result_tx.clone();
-            let map = &map;
-            let thread_name = format!("{name}-worker-{i}");
-            let label = thread_name.clone();
-            std::thread::Builder::new()
-                .name(thread_name)
-                .spawn_scoped(scope, move || {
-                    while let Ok((seq, value)) = work_rx.recv() {
-                        let result = catch_unwind(AssertUnwindSafe(|| map(value))).unwrap_or_else(
-                            |payload| {
-                                Err(PipelineError::WorkerPanicked {
-                                    thread: label.clone(),
-                                    message: panic_message(payload.as_ref()),
-                                })
-                            },
-                        );
-                        if result_tx.send((seq, result)).is_err() {
-                            return;
-                        }
-                    }
-                })
-                .map_err(spawn_err)?;
+            })?;
         }
         drop(work_rx);
         drop(result_tx);
-
-        let mut pending = BTreeMap::new();
-        let mut next = 0u64;
-        for (seq, result) in result_rx.iter() {
-            pending.insert(seq, result);
-            while let Some(result) = pending.remove(&next) {
-                next += 1;
-                consume(result?)?;
-                let _ = slot_tx.send(());
-            }
-        }
-        match pending.into_iter().next() {
-            // Results arrived past a gap: a thread died without reporting.
-            Some((seq, _)) => Err(PipelineError::WorkerExited {
-                thread: format!("{name} (item {next} never arrived, {seq} did)"),
-            }),
-            None => Ok(()),
-        }
+        consume_in_order(name, &result_rx, &slot_tx, consume)
     })
+}
+
+/// The error a panic with `payload` on `thread` becomes.
+fn panicked(thread: &str, payload: &(dyn std::any::Any + Send)) -> PipelineError {
+    PipelineError::WorkerPanicked {
+        thread: thread.to_string(),
+        message: panic_message(payload),
+    }
+}
+
+/// Spawns a named scoped thread running `f(name)`.
+fn spawn<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    name: String,
+    f: impl FnOnce(&str) + Send + 'scope,
+) -> Result<()> {
+    let label = name.clone();
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn_scoped(scope, move || f(&label))
+        .map(|_| ())
+        .map_err(|source| PipelineError::Io {
+            path: format!("<thread {name}>").into(),
+            source,
+        })
+}
+
+/// The reader thread's ends: it takes a slot per item, sends items to the workers and its
+/// own error (in order) to the consumer.
+struct Feed<T, U> {
+    slots: Receiver<()>,
+    work: Sender<(u64, T)>,
+    errors: Sender<(u64, Result<U>)>,
+}
+
+impl<T, U> Feed<T, U> {
+    /// Numbers and sends the items of `input` until it ends, fails or the consumer stops.
+    fn run(self, mut input: impl Iterator<Item = Result<T>>, thread: &str) {
+        let mut seq = 0u64;
+        loop {
+            if self.slots.recv().is_err() {
+                return;
+            }
+            // A panic while reading becomes an error in the stream, in order.
+            let item = match catch_unwind(AssertUnwindSafe(|| input.next())) {
+                Ok(Some(item)) => item,
+                Ok(None) => return,
+                Err(payload) => Err(panicked(thread, payload.as_ref())),
+            };
+            match item {
+                Ok(value) => {
+                    if self.work.send((seq, value)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = self.errors.send((seq, Err(e)));
+                    return;
+                }
+            }
+            seq += 1;
+        }
+    }
+}
+
+/// Hands the results to `consume` in input order, returning a slot for each.
+fn consume_in_order<U>(
+    name: &str,
+    results: &Receiver<(u64, Result<U>)>,
+    slots: &Sender<()>,
+    mut consume: impl FnMut(U) -> Result<()>,
+) -> Result<()> {
+    let mut pending = BTreeMap::new();
+    let mut next = 0u64;
+    for (seq, result) in results.iter() {
+        pending.insert(seq, result);
+        while let Some(result) = pending.remove(&next) {
+            next += 1;
+            consume(result?)?;
+            let _ = slots.send(());
+        }
+    }
+    match pending.into_iter().next() {
+        // Results arrived past a gap: a thread died without reporting.
+        Some((seq, _)) => Err(PipelineError::WorkerExited {
+            thread: format!("{name} (item {next} never arrived, {seq} did)"),
+        }),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -22,14 +22,21 @@ use std::time::Instant;
 use electra_schemas::manifest::{Manifest, ShardEntry, FILE_NAME};
 use electra_schemas::SCHEMA_VERSION;
 
-use crate::config::OversizedLinePolicy;
+use crate::config::{BadRecordPolicy, OversizedLinePolicy};
 use crate::error::{PipelineError, Result};
 use crate::parallel::ordered_map;
 use electra_fsutil::file_sha256;
 
 use crate::shard::{read_manifest, shard_name, write_manifest, ShardWriter, ShardWriterOptions};
-use crate::source::{BadRecordCounts, DocumentChunk, DocumentReader, SourceOptions};
+use crate::source::{
+    byte_source, check_compressed, BadRecordCounts, DocumentChunk, DocumentReader, Location,
+    SourceOptions,
+};
 use crate::tokenize::TextTokenizer;
+
+mod merge;
+
+pub use merge::{merge_manifests, part_shard_name};
 
 /// What to preprocess and how.
 #[derive(Debug, Clone)]
@@ -121,110 +128,190 @@ pub struct Progress {
     pub shards: usize,
 }
 
-/// Runs one part of a preprocessing job.
+/// Runs one part of a preprocessing job. Under `on_bad_record = "fail"`, every compressed
+/// input of the part is checked before anything is written, so a damaged file fails at
+/// once, naming it.
 pub fn preprocess(
     options: &PreprocessOptions,
     tokenizer: &TextTokenizer,
-    mut progress: impl FnMut(Progress),
+    progress: impl FnMut(Progress),
 ) -> Result<PreprocessReport> {
     let started = Instant::now();
-    let invalid =
-        |field: &'static str, reason: String| PipelineError::InvalidConfig { field, reason };
     if options.num_parts == 0 || options.part_index >= options.num_parts {
-        return Err(invalid(
-            "shard_index",
-            format!(
+        return Err(PipelineError::InvalidConfig {
+            field: "shard_index",
+            reason: format!(
                 "{} is not below --num-shards {}",
                 options.part_index, options.num_parts
             ),
-        ));
+        });
     }
     std::fs::create_dir_all(&options.out_dir).map_err(|source| PipelineError::Io {
         path: options.out_dir.clone(),
         source,
     })?;
-    let source_files: Vec<String> = options
-        .files
-        .iter()
-        .map(|f| f.display().to_string())
-        .collect();
-    let tokenizer_sha256 = tokenizer.sha256().to_string();
-    let manifest_path = options
-        .out_dir
-        .join(manifest_name(options.part_index, options.num_parts));
-    let prefix = part_prefix(options.part_index, options.num_parts);
-    let _lock = lock_part(&options.out_dir, &prefix)?;
+    let out = PartOutput::new(options);
+    let _lock = lock_part(&options.out_dir, &out.prefix)?;
     refuse_other_splits(&options.out_dir, options.num_parts)?;
 
-    let mut manifest = Manifest {
+    let mut manifest = fresh_manifest(options, tokenizer);
+    let (kept, already_complete) =
+        resume_point(&out.manifest, &manifest, &options.out_dir, &out.prefix)?;
+    let part = PartFiles::of(options)?;
+    if !already_complete && options.source.on_bad_record == BadRecordPolicy::Fail {
+        check_compressed(&part.locations(), options.threads)?;
+    }
+    let resume = ResumeAt {
+        shards_kept: kept.len(),
+        skip_rows: kept.iter().map(|s| s.rows).sum(),
+        last_kept_doc: match kept.last() {
+            Some(entry) => last_doc_id(&options.out_dir.join(&entry.path))?,
+            None => None,
+        },
+    };
+    manifest.shards = kept;
+    if !already_complete && out.manifest.exists() {
+        // Before anything is removed, the manifest lists only what is kept.
+        write_manifest(&out.manifest, &manifest)?;
+    }
+    remove_strays(&options.out_dir, &out.prefix, &manifest.shards)?;
+
+    let mut report = PreprocessReport {
+        files: part.files.len(),
+        input_bytes: part.input_bytes,
+        shards_kept: resume.shards_kept,
+        manifest: out.manifest.clone(),
+        ..PreprocessReport::default()
+    };
+    if already_complete {
+        manifest.complete = true;
+        tracing::info!(manifest = %out.manifest.display(), "already complete; verified and kept");
+    } else {
+        let job = ShardJob {
+            options,
+            tokenizer,
+            out: &out,
+            resume,
+        };
+        report.shards_written = job.run(part, &mut manifest, &mut report, progress)?;
+    }
+    report.rows = manifest.rows();
+    report.tokens = manifest.tokens();
+    report.shard_bytes = manifest.shards.iter().map(|s| s.bytes).sum();
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Where a part writes: its manifest and the prefix of its shard names.
+struct PartOutput {
+    manifest: PathBuf,
+    prefix: String,
+}
+
+impl PartOutput {
+    fn new(options: &PreprocessOptions) -> Self {
+        Self {
+            manifest: options
+                .out_dir
+                .join(manifest_name(options.part_index, options.num_parts)),
+            prefix: part_prefix(options.part_index, options.num_parts),
+        }
+    }
+}
+
+/// The manifest a part starts from: no shards yet, not complete.
+fn fresh_manifest(options: &PreprocessOptions, tokenizer: &TextTokenizer) -> Manifest {
+    Manifest {
         schema_version: SCHEMA_VERSION,
-        tokenizer_sha256: tokenizer_sha256.clone(),
+        tokenizer_sha256: tokenizer.sha256().to_string(),
         tool_version: options.tool_version.clone(),
-        source_files: source_files.clone(),
+        source_files: source_files(options),
         shards: Vec::new(),
         complete: false,
         part_index: u32::try_from(options.part_index).unwrap_or(u32::MAX),
         num_parts: u32::try_from(options.num_parts).unwrap_or(u32::MAX),
         reader: reader_fingerprint(&options.source),
-    };
-    let (kept, already_complete) =
-        resume_point(&manifest_path, &manifest, &options.out_dir, &prefix)?;
-    let shards_kept = kept.len();
-    let skip_rows: u64 = kept.iter().map(|s| s.rows).sum();
-    let last_kept_doc = match kept.last() {
-        Some(entry) => last_doc_id(&options.out_dir.join(&entry.path))?,
-        None => None,
-    };
-    manifest.shards = kept;
-    if !already_complete && manifest_path.exists() {
-        // Before anything is removed, the manifest lists only what is kept.
-        write_manifest(&manifest_path, &manifest)?;
     }
-    remove_strays(&options.out_dir, &prefix, &manifest.shards)?;
+}
 
-    let mine = partition(options.files.len(), options.part_index, options.num_parts);
-    let mut input_bytes = 0;
-    let mut pairs = Vec::with_capacity(mine.len());
-    for i in mine {
-        let path = options.files[i].clone();
-        input_bytes += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        let index =
-            u32::try_from(i).map_err(|_| invalid("files", "more than 2^32 files".into()))?;
-        pairs.push((index, path));
+/// The job's input files as the manifests and shards record them.
+fn source_files(options: &PreprocessOptions) -> Vec<String> {
+    options
+        .files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect()
+}
+
+/// This part's input files with their source indices, and their compressed size.
+struct PartFiles {
+    files: Vec<(u32, PathBuf)>,
+    input_bytes: u64,
+}
+
+impl PartFiles {
+    fn of(options: &PreprocessOptions) -> Result<Self> {
+        let mine = partition(options.files.len(), options.part_index, options.num_parts);
+        let mut input_bytes = 0;
+        let mut files = Vec::with_capacity(mine.len());
+        for i in mine {
+            let path = options.files[i].clone();
+            let location = Location::from(path.as_path());
+            input_bytes += byte_source(&location)
+                .and_then(|source| source.size(&location))
+                .unwrap_or(0);
+            let index = u32::try_from(i).map_err(|_| PipelineError::InvalidConfig {
+                field: "files",
+                reason: "more than 2^32 files".into(),
+            })?;
+            files.push((index, path));
+        }
+        Ok(Self { files, input_bytes })
     }
-    let files = pairs.len();
 
-    let mut report = PreprocessReport {
-        files,
-        input_bytes,
-        shards_kept,
-        manifest: manifest_path.clone(),
-        ..PreprocessReport::default()
-    };
-    if already_complete {
-        manifest.complete = true;
-        tracing::info!(manifest = %manifest_path.display(), "already complete; verified and kept");
-    } else {
-        let reader = DocumentReader::with_source_indices(pairs, options.source.clone())?;
-        let chunks = SkipDocuments::new(reader, skip_rows, last_kept_doc);
-        let mut writer = ShardWriter::new(
-            &options.out_dir,
-            &prefix,
-            shards_kept,
-            ShardWriterOptions {
-                rows_per_shard: options.rows_per_shard,
-                row_group_rows: crate::shard::DEFAULT_ROW_GROUP_ROWS,
-                row_group_bytes: crate::shard::DEFAULT_ROW_GROUP_BYTES,
-                zstd_level: options.zstd_level,
-                tokenizer_sha256: tokenizer_sha256.clone(),
-                tool_version: options.tool_version.clone(),
-                source_files: source_files.clone(),
-            },
-        )?;
+    fn locations(&self) -> Vec<Location> {
+        self.files
+            .iter()
+            .map(|(_, path)| Location::from(path.as_path()))
+            .collect()
+    }
+}
+
+/// Where a part's writing resumes: after the shards kept from an earlier run.
+struct ResumeAt {
+    shards_kept: usize,
+    /// Documents those shards hold.
+    skip_rows: u64,
+    /// The id of the last of them, which the input must give at that point again.
+    last_kept_doc: Option<u64>,
+}
+
+/// Reads a part's files, tokenizes them on `threads` workers and writes the shards.
+struct ShardJob<'a> {
+    options: &'a PreprocessOptions,
+    tokenizer: &'a TextTokenizer,
+    out: &'a PartOutput,
+    resume: ResumeAt,
+}
+
+impl ShardJob<'_> {
+    /// Writes the shards after the kept ones and completes the manifest; returns the
+    /// number of shards written. On error the shard being written is removed.
+    fn run(
+        &self,
+        part: PartFiles,
+        manifest: &mut Manifest,
+        report: &mut PreprocessReport,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<usize> {
+        let reader = DocumentReader::with_source_indices(part.files, self.options.source.clone())?;
+        let chunks = SkipDocuments::new(reader, self.resume.skip_rows, self.resume.last_kept_doc);
+        let mut writer = self.writer(manifest)?;
         let mut done = Progress::default();
+        let tokenizer = self.tokenizer;
         let result = ordered_map(
             chunks,
-            options.threads,
+            self.options.threads,
             "electra-preprocess",
             |chunk: DocumentChunk| {
                 let text = text_bytes(&chunk.batch);
@@ -238,7 +325,7 @@ pub fn preprocess(
                 for entry in writer.write(&tokenized)? {
                     done.shards += 1;
                     manifest.shards.push(entry);
-                    write_manifest(&manifest_path, &manifest)?;
+                    write_manifest(&self.out.manifest, manifest)?;
                 }
                 progress(done);
                 Ok(())
@@ -250,19 +337,32 @@ pub fn preprocess(
                 manifest.shards.push(entry);
             }
             manifest.complete = true;
-            write_manifest(&manifest_path, &manifest)
+            write_manifest(&self.out.manifest, manifest)
         });
         if let Err(e) = result {
             writer.abandon();
             return Err(e);
         }
-        report.shards_written = done.shards;
+        Ok(done.shards)
     }
-    report.rows = manifest.rows();
-    report.tokens = manifest.tokens();
-    report.shard_bytes = manifest.shards.iter().map(|s| s.bytes).sum();
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+
+    /// The shard writer, numbering after the kept shards.
+    fn writer(&self, manifest: &Manifest) -> Result<ShardWriter> {
+        ShardWriter::new(
+            &self.options.out_dir,
+            &self.out.prefix,
+            self.resume.shards_kept,
+            ShardWriterOptions {
+                rows_per_shard: self.options.rows_per_shard,
+                row_group_rows: crate::shard::DEFAULT_ROW_GROUP_ROWS,
+                row_group_bytes: crate::shard::DEFAULT_ROW_GROUP_BYTES,
+                zstd_level: self.options.zstd_level,
+                tokenizer_sha256: manifest.tokenizer_sha256.clone(),
+                tool_version: self.options.tool_version.clone(),
+                source_files: manifest.source_files.clone(),
+            },
+        )
+    }
 }
 
 /// The reading options that decide the document stream, as recorded in the manifest.
@@ -523,139 +623,4 @@ impl Iterator for SkipDocuments {
             }));
         }
     }
-}
-
-/// The shard file name of part `part` of `parts`, shard `index` (for tests and tools).
-pub fn part_shard_name(part: usize, parts: usize, index: usize) -> String {
-    shard_name(&part_prefix(part, parts), index)
-}
-
-/// The manifests named by `input`: a manifest file, or every `manifest*.json` of a folder
-/// (its parts when there are parts, else its `manifest.json`).
-fn manifests_in(input: &Path) -> Result<Vec<PathBuf>> {
-    if !input.is_dir() {
-        return Ok(vec![input.to_path_buf()]);
-    }
-    let mut parts: Vec<PathBuf> = file_names(input)?
-        .into_iter()
-        .filter(|n| n.starts_with("manifest-") && n.ends_with(".json"))
-        .map(|n| input.join(n))
-        .collect();
-    parts.sort();
-    if parts.is_empty() {
-        parts.push(input.join(FILE_NAME));
-    }
-    Ok(parts)
-}
-
-/// Joins the manifests of a job's parts into one manifest at `out` (a file path). Every
-/// part must be complete, made with the same tokenizer, schema version and input list, and
-/// live in `out`'s folder or below it (shard paths are rewritten relative to it).
-pub fn merge_manifests(inputs: &[PathBuf], out: &Path) -> Result<Manifest> {
-    let parent_of = |p: &Path| match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let out_dir = parent_of(out);
-    let out_dir_abs = std::fs::canonicalize(&out_dir).map_err(|source| PipelineError::Io {
-        path: out_dir.clone(),
-        source,
-    })?;
-    let bad = |path: &Path, reason: String| PipelineError::BadManifest {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let mut merged: Option<Manifest> = None;
-    let mut seen = std::collections::HashSet::new();
-    let mut parts_seen: Vec<(u32, u32, PathBuf)> = Vec::new();
-    let mut by_part: Vec<(u32, Vec<ShardEntry>)> = Vec::new();
-    for input in inputs {
-        for path in manifests_in(input)? {
-            let manifest = read_manifest(&path)?;
-            if !manifest.complete {
-                return Err(bad(
-                    &path,
-                    "incomplete: its preprocessing part has not finished".into(),
-                ));
-            }
-            let dir = parent_of(&path);
-            let dir_abs = std::fs::canonicalize(&dir).map_err(|source| PipelineError::Io {
-                path: dir.clone(),
-                source,
-            })?;
-            let relative = dir_abs.strip_prefix(&out_dir_abs).map_err(|_| {
-                bad(
-                    &path,
-                    format!(
-                        "is not inside {}, where the merged manifest goes",
-                        out_dir.display()
-                    ),
-                )
-            })?;
-            parts_seen.push((manifest.part_index, manifest.num_parts, path.clone()));
-            let target = merged.get_or_insert_with(|| Manifest {
-                shards: Vec::new(),
-                complete: true,
-                part_index: 0,
-                num_parts: 1,
-                ..manifest.clone()
-            });
-            if target.tokenizer_sha256 != manifest.tokenizer_sha256 {
-                return Err(bad(
-                    &path,
-                    format!(
-                        "made with tokenizer {}, the others with {}: refusing to mix tokenizers",
-                        manifest.tokenizer_sha256, target.tokenizer_sha256
-                    ),
-                ));
-            }
-            if target.schema_version != manifest.schema_version
-                || target.source_files != manifest.source_files
-            {
-                return Err(bad(
-                    &path,
-                    "belongs to another job (schema version or input list differs)".into(),
-                ));
-            }
-            let mut shards = Vec::with_capacity(manifest.shards.len());
-            for mut shard in manifest.shards {
-                let joined = relative.join(&shard.path);
-                shard.path = joined.to_string_lossy().replace('\\', "/");
-                if !seen.insert(shard.path.clone()) {
-                    return Err(bad(&path, format!("shard {} is listed twice", shard.path)));
-                }
-                shards.push(shard);
-            }
-            by_part.push((manifest.part_index, shards));
-        }
-    }
-    let merged = merged.ok_or_else(|| PipelineError::InvalidConfig {
-        field: "manifests",
-        reason: "no manifest given".into(),
-    })?;
-    // Every part of one split, each exactly once.
-    let num_parts = parts_seen.first().map_or(1, |p| p.1);
-    let mut indices: Vec<u32> = Vec::new();
-    for (index, parts, path) in &parts_seen {
-        if *parts != num_parts {
-            return Err(bad(
-                path,
-                format!("is part of a {parts}-part job, the others of a {num_parts}-part job"),
-            ));
-        }
-        indices.push(*index);
-    }
-    indices.sort_unstable();
-    if indices != (0..num_parts).collect::<Vec<_>>() {
-        return Err(PipelineError::BadManifest {
-            path: out.to_path_buf(),
-            reason: format!("the job has {num_parts} parts but the manifests found are parts {indices:?}: a part is missing or given twice"),
-        });
-    }
-    // Parts in index order: with contiguous file blocks, the shards follow the input order.
-    let mut merged = merged;
-    by_part.sort_by_key(|(index, _)| *index);
-    merged.shards = by_part.into_iter().flat_map(|(_, shards)| shards).collect();
-    write_manifest(out, &merged)?;
-    Ok(merged)
 }

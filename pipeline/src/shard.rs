@@ -7,7 +7,6 @@
 //! the only authority on which shards exist.
 
 use std::fs::File;
-use std::io::Read;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +25,7 @@ use parquet::file::metadata::{KeyValue, PageIndexPolicy};
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{PipelineError, Result};
+use crate::source::{byte_source, Location};
 
 /// Default documents per shard.
 pub const DEFAULT_ROWS_PER_SHARD: u64 = 65_536;
@@ -385,19 +385,27 @@ pub fn shard_metadata(
         .unwrap_or_default()
 }
 
-fn check_footer(path: &Path, file: &mut File) -> Result<()> {
-    use std::io::{Seek, SeekFrom};
-    let len = file.metadata().map_err(io_err(path))?.len();
+/// Checks a shard's size (against `expected`, from the manifest) and its Parquet footer's
+/// frame, reading them through the byte source, before the file is parsed.
+fn check_file(path: &Path, expected: Option<u64>) -> Result<()> {
+    let location = Location::from(path);
+    let source = byte_source(&location)?;
+    let len = source.size(&location)?;
+    if let Some(expected) = expected {
+        if len != expected {
+            return Err(shard_err(
+                path,
+                format!("{len} bytes, the manifest says {expected}"),
+            ));
+        }
+    }
     if len < 12 {
         return Err(shard_err(
             path,
             format!("{len} bytes is too short for a Parquet file"),
         ));
     }
-    let mut tail = [0u8; 8];
-    file.seek(SeekFrom::End(-8)).map_err(io_err(path))?;
-    file.read_exact(&mut tail).map_err(io_err(path))?;
-    file.seek(SeekFrom::Start(0)).map_err(io_err(path))?;
+    let tail = source.read_range(&location, len - 8..len)?;
     if &tail[4..] != b"PAR1" {
         return Err(shard_err(
             path,
@@ -412,6 +420,106 @@ fn check_footer(path: &Path, file: &mut File) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Checks what a shard's footer says against what the reader expects: schema, row count,
+/// schema version and tokenizer.
+fn check_metadata(
+    path: &Path,
+    builder: &ParquetRecordBatchReaderBuilder<File>,
+    checks: &ShardChecks,
+) -> Result<()> {
+    check_schema(
+        builder.schema(),
+        &tokenized::schema(),
+        &path.display().to_string(),
+    )?;
+    if let Some(expected) = checks.rows {
+        let rows = builder.metadata().file_metadata().num_rows();
+        if u64::try_from(rows).ok() != Some(expected) {
+            return Err(shard_err(
+                path,
+                format!("{rows} rows, the manifest says {expected}"),
+            ));
+        }
+    }
+    let meta = shard_metadata(builder.metadata());
+    let get = |key: &str| meta.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    match get(metadata::SCHEMA_VERSION) {
+        Some(v) if v == SCHEMA_VERSION.to_string() => {}
+        other => {
+            return Err(shard_err(
+                path,
+                format!("schema version {other:?}, this build reads {SCHEMA_VERSION}"),
+            ));
+        }
+    }
+    if let Some(expected) = &checks.tokenizer_sha256 {
+        let found = get(metadata::TOKENIZER_SHA256).unwrap_or("(none)");
+        if found != expected {
+            return Err(PipelineError::TokenizerMismatch {
+                path: path.to_path_buf(),
+                found: found.to_string(),
+                expected: expected.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The builder decoding `columns`, and the schema its batches are re-labelled with.
+fn project(
+    path: &Path,
+    builder: ParquetRecordBatchReaderBuilder<File>,
+    columns: ShardColumns,
+) -> Result<(ParquetRecordBatchReaderBuilder<File>, SchemaRef)> {
+    let full = tokenized::schema();
+    match columns {
+        ShardColumns::All => Ok((builder, full)),
+        ShardColumns::WithoutWordStarts => {
+            // By the file's own root columns: it may order them otherwise or hold more (a
+            // shard rewritten by another tool), which `check_schema` allows.
+            let without = |schema: &arrow_schema::Schema| -> Vec<usize> {
+                (0..schema.fields().len())
+                    .filter(|&i| schema.field(i).name() != tokenized::WORD_STARTS)
+                    .collect()
+            };
+            let keep = without(builder.schema());
+            let mask = ProjectionMask::roots(builder.parquet_schema(), keep);
+            let schema = full
+                .project(&without(&full))
+                .map_err(|e| shard_err(path, e.to_string()))?;
+            Ok((builder.with_projection(mask), Arc::new(schema)))
+        }
+    }
+}
+
+/// The builder reading `rows`.
+fn select_rows(
+    path: &Path,
+    builder: ParquetRecordBatchReaderBuilder<File>,
+    rows: ShardRows<'_>,
+) -> Result<ParquetRecordBatchReaderBuilder<File>> {
+    let ranges = match rows {
+        ShardRows::From(first_row) => return Ok(builder.with_offset(first_row)),
+        ShardRows::Ranges(ranges) => ranges,
+    };
+    let total = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+    let ordered = ranges.windows(2).all(|w| w[0].end <= w[1].start)
+        && ranges.iter().all(|r| r.start <= r.end && r.end <= total);
+    if !ordered {
+        return Err(shard_err(
+            path,
+            format!(
+                "the row ranges to read are not ascending and disjoint within the file's {total} rows ({} ranges from {:?} to {:?})",
+                ranges.len(),
+                ranges.first(),
+                ranges.last()
+            ),
+        ));
+    }
+    let selection = RowSelection::from_consecutive_ranges(ranges.iter().cloned(), total);
+    Ok(builder.with_row_selection(selection))
 }
 
 impl ShardReader {
@@ -435,7 +543,9 @@ impl ShardReader {
         Self::open_with(path, checks, ShardRows::Ranges(ranges), ShardColumns::All)
     }
 
-    /// [`open`](Self::open), reading `rows` and decoding `columns`.
+    /// [`open`](Self::open), reading `rows` and decoding `columns`. The shard's size and
+    /// footer frame are checked through its byte source; the Parquet decoder reads the
+    /// local file.
     pub fn open_with(
         path: &Path,
         checks: &ShardChecks,
@@ -451,17 +561,8 @@ impl ShardReader {
                 ));
             }
         }
-        let mut file = File::open(path).map_err(io_err(path))?;
-        if let Some(expected) = checks.bytes {
-            let len = file.metadata().map_err(io_err(path))?.len();
-            if len != expected {
-                return Err(shard_err(
-                    path,
-                    format!("{len} bytes, the manifest says {expected}"),
-                ));
-            }
-        }
-        check_footer(path, &mut file)?;
+        check_file(path, checks.bytes)?;
+        let file = File::open(path).map_err(io_err(path))?;
         // The offset index (page locations) lets a row selection skip whole pages.
         let page_index = match rows {
             ShardRows::From(_) => PageIndexPolicy::Skip,
@@ -470,81 +571,9 @@ impl ShardReader {
         let options = ArrowReaderOptions::new().with_offset_index_policy(page_index);
         let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
             .map_err(parquet_err(path))?;
-        let context = path.display().to_string();
-        check_schema(builder.schema(), &tokenized::schema(), &context)?;
-        if let Some(expected) = checks.rows {
-            let rows = builder.metadata().file_metadata().num_rows();
-            if u64::try_from(rows).ok() != Some(expected) {
-                return Err(shard_err(
-                    path,
-                    format!("{rows} rows, the manifest says {expected}"),
-                ));
-            }
-        }
-        let meta = shard_metadata(builder.metadata());
-        let get = |key: &str| meta.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
-        match get(metadata::SCHEMA_VERSION) {
-            Some(v) if v == SCHEMA_VERSION.to_string() => {}
-            other => {
-                return Err(shard_err(
-                    path,
-                    format!("schema version {other:?}, this build reads {SCHEMA_VERSION}"),
-                ));
-            }
-        }
-        if let Some(expected) = &checks.tokenizer_sha256 {
-            let found = get(metadata::TOKENIZER_SHA256).unwrap_or("(none)");
-            if found != expected {
-                return Err(PipelineError::TokenizerMismatch {
-                    path: path.to_path_buf(),
-                    found: found.to_string(),
-                    expected: expected.clone(),
-                });
-            }
-        }
-        let full = tokenized::schema();
-        let (builder, schema) = match columns {
-            ShardColumns::All => (builder, full),
-            ShardColumns::WithoutWordStarts => {
-                // By the file's own root columns: it may order them otherwise or hold
-                // more (a shard rewritten by another tool), which `check_schema` allows.
-                let without = |schema: &arrow_schema::Schema| -> Vec<usize> {
-                    (0..schema.fields().len())
-                        .filter(|&i| schema.field(i).name() != tokenized::WORD_STARTS)
-                        .collect()
-                };
-                let keep = without(builder.schema());
-                let mask = ProjectionMask::roots(builder.parquet_schema(), keep);
-                let schema = full
-                    .project(&without(&full))
-                    .map_err(|e| shard_err(path, e.to_string()))?;
-                (builder.with_projection(mask), Arc::new(schema))
-            }
-        };
-        let builder = builder.with_batch_size(READ_BATCH_ROWS);
-        let builder = match rows {
-            ShardRows::From(first_row) => builder.with_offset(first_row),
-            ShardRows::Ranges(ranges) => {
-                let total =
-                    usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
-                let ordered = ranges.windows(2).all(|w| w[0].end <= w[1].start)
-                    && ranges.iter().all(|r| r.start <= r.end && r.end <= total);
-                if !ordered {
-                    return Err(shard_err(
-                        path,
-                        format!(
-                            "the row ranges to read are not ascending and disjoint within the file's {total} rows ({} ranges from {:?} to {:?})",
-                            ranges.len(),
-                            ranges.first(),
-                            ranges.last()
-                        ),
-                    ));
-                }
-                let selection =
-                    RowSelection::from_consecutive_ranges(ranges.iter().cloned(), total);
-                builder.with_row_selection(selection)
-            }
-        };
+        check_metadata(path, &builder, checks)?;
+        let (builder, schema) = project(path, builder, columns)?;
+        let builder = select_rows(path, builder.with_batch_size(READ_BATCH_ROWS), rows)?;
         let inner = builder.build().map_err(parquet_err(path))?;
         Ok(Self {
             path: path.to_path_buf(),

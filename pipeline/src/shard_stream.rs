@@ -1,7 +1,7 @@
 //! Training from Parquet shards: the shards of one or more manifests, streamed as chunks
 //! of tokenized documents, with a deterministic per-epoch shuffle. The chunks have the
-//! `tokenized` schema without `word_starts`, which packing and masking do not read
-//! ([`ShardColumns::WithoutWordStarts`]).
+//! `tokenized` schema without `word_starts` ([`ShardColumns::WithoutWordStarts`]) unless
+//! masking needs them ([`ShardStreamOptions::columns`]).
 //!
 //! Every epoch the shard order is permuted (from an RNG derived from (seed, epoch)); the
 //! documents of the permuted shards, one after another, are cut into blocks of
@@ -31,8 +31,6 @@ use crate::source::{BadRecordCounts, DocumentChunk};
 const SHUFFLE_STREAM: u64 = 0x5348_5546;
 /// Sub-stream tag of the per-block document permutations.
 const BLOCK_STREAM: u64 = 0x626c_6f63;
-/// The columns read: packing and masking do not use word starts.
-const COLUMNS: ShardColumns = ShardColumns::WithoutWordStarts;
 /// Documents per chunk handed to a worker.
 pub const CHUNK_DOCUMENTS: usize = 256;
 
@@ -128,6 +126,8 @@ pub struct ShardStreamOptions {
     pub vocab_size: u32,
     /// Run seed.
     pub seed: u64,
+    /// The columns read: without word starts unless masking needs them.
+    pub columns: ShardColumns,
 }
 
 /// One epoch over a [`ShardSet`] (or over one [`DataSlice`] of it): chunks of tokenized
@@ -320,11 +320,21 @@ impl<'a> ShardStream<'a> {
             self.reader = Some(if self.slice.is_whole() {
                 // The whole stream reads every shard from its first row needed on.
                 let first_row = ranges.first().map_or(0, |r| r.start);
-                ShardReader::open_with(path, &checks, ShardRows::From(first_row), COLUMNS)?
+                ShardReader::open_with(
+                    path,
+                    &checks,
+                    ShardRows::From(first_row),
+                    self.options.columns,
+                )?
             } else if ranges.is_empty() {
                 continue; // none of this slice's rows: never opened
             } else {
-                ShardReader::open_with(path, &checks, ShardRows::Ranges(&ranges), COLUMNS)?
+                ShardReader::open_with(
+                    path,
+                    &checks,
+                    ShardRows::Ranges(&ranges),
+                    self.options.columns,
+                )?
             });
             if verify {
                 self.verified.insert(path.clone());

@@ -206,6 +206,7 @@ pub fn bench_stages(
     use electra_pipeline::pack::{PackOptions, Packer};
     use electra_pipeline::source::{sentences, SourceOptions};
     use electra_pipeline::{expand_files, DocumentReader};
+    use electra_pipeline::{ChunkDocuments, MaskedBlock};
 
     let files = expand_files(&config.files)?;
     let started = Instant::now();
@@ -232,38 +233,38 @@ pub fn bench_stages(
         .map(electra_pipeline::shard::token_count)
         .sum();
 
+    // Packing and masking on the loader's path: documents packed into one block per
+    // chunk, then every example of the block masked in place.
     let special = tokenizer.special();
     let packer = Packer::new(PackOptions::from_config(config), special);
-    let started = Instant::now();
-    let mut packed = Vec::new();
-    for batch in &tokenized {
-        packed.extend(packer.pack_examples(batch, seed, 0)?);
-    }
-    let pack = started.elapsed().as_secs_f64();
-
     let masker = Masker::new(
         MaskOptions::from_config(config, tokenizer.vocab_size()),
         special,
     );
     let started = Instant::now();
-    let masked: usize = packed
-        .iter()
-        .map(|e| {
-            masker
-                .mask(
-                    seed,
-                    0,
-                    e.doc_id,
-                    e.example_index,
-                    &e.input_ids,
-                    &e.segment_ids,
-                )
-                .masked_positions
-                .len()
-        })
-        .sum();
+    let mut blocks = Vec::with_capacity(tokenized.len());
+    let mut position = 0;
+    for batch in &tokenized {
+        let mut block = MaskedBlock::new();
+        let documents = ChunkDocuments {
+            batch,
+            rows: None,
+            first_document: position,
+            stride: 1,
+            word_starts: masker.needs_word_starts(),
+        };
+        block.pack_tokenized(&packer, seed, 0, documents)?;
+        position += batch.num_rows() as u64;
+        blocks.push(block);
+    }
+    let pack = started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    for block in &mut blocks {
+        block.mask(&masker, seed, 0);
+    }
     let mask = started.elapsed().as_secs_f64();
-    std::hint::black_box(masked);
+    std::hint::black_box(&blocks);
 
     let all: Vec<String> = chunks.iter().flat_map(|c| sentences(&c.batch)).collect();
     let (bare_tokens, bare) = bare_tokenizer(tokenizer, &all, 1)?;

@@ -1,8 +1,31 @@
 //! JSONL: one JSON object a line, the document's text in a configured field; the text's
 //! lines are the document's sentences.
 
-use super::{Document, FileContext, LineInfo};
+use super::byte_source::ByteSource;
+use super::format::{Document, FileContext, RecordFormat, RecordReader};
+use super::line_records::{LineParser, LineRecords};
+use super::lines::LineInfo;
+use super::location::Location;
 use crate::error::{PipelineError, Result};
+
+/// JSONL as a [`RecordFormat`].
+#[derive(Debug, Clone)]
+pub(crate) struct JsonlFormat {
+    /// The field holding a document's text.
+    pub field: String,
+    /// Longest line held in memory (`max_doc_bytes`).
+    pub cap: usize,
+}
+
+impl RecordFormat for JsonlFormat {
+    fn open(&self, source: &dyn ByteSource, location: &Location) -> Result<Box<dyn RecordReader>> {
+        // A JSONL line is never cut: a piece of an object is not a record.
+        let parser = JsonlParser::new(&self.field);
+        Ok(Box::new(LineRecords::open(
+            source, location, self.cap, false, parser,
+        )?))
+    }
+}
 
 /// Parses JSONL lines into documents.
 #[derive(Debug)]
@@ -16,10 +39,12 @@ impl JsonlParser {
             field: field.to_string(),
         }
     }
+}
 
+impl LineParser for JsonlParser {
     /// Feeds one line (without its newline); blank lines are ignored; the document goes to
     /// `out`. A JSONL line is never cut: the reader does not split lines of this format.
-    pub fn line(
+    fn line(
         &mut self,
         bytes: &[u8],
         info: LineInfo,
@@ -28,29 +53,11 @@ impl JsonlParser {
         ctx: &mut FileContext<'_>,
         out: &mut Vec<Document>,
     ) -> Result<()> {
-        let path = ctx.path.to_path_buf();
         if info.oversized {
-            ctx.bad_record(
-                PipelineError::DocumentTooLarge {
-                    path,
-                    line: line_no,
-                    byte_offset: info.offset,
-                    limit: cap,
-                },
-                |b| b.oversized_lines += 1,
-            )?;
-            return Ok(());
+            return ctx.oversized(line_no, info.offset, cap);
         }
         let Ok(text) = std::str::from_utf8(bytes) else {
-            ctx.bad_record(
-                PipelineError::InvalidUtf8 {
-                    path,
-                    line: line_no,
-                    byte_offset: info.offset,
-                },
-                |b| b.invalid_utf8 += 1,
-            )?;
-            return Ok(());
+            return ctx.invalid_utf8(line_no, info.offset);
         };
         if text.trim().is_empty() {
             return Ok(());
@@ -60,7 +67,7 @@ impl JsonlParser {
             Err(source) => {
                 ctx.bad_record(
                     PipelineError::Json {
-                        path,
+                        path: ctx.path.to_path_buf(),
                         line: line_no,
                         source,
                     },
@@ -72,7 +79,7 @@ impl JsonlParser {
         let Some(body) = value.get(&self.field).and_then(|v| v.as_str()) else {
             ctx.bad_record(
                 PipelineError::MissingTextField {
-                    path,
+                    path: ctx.path.to_path_buf(),
                     line: line_no,
                     field: self.field.clone(),
                 },

@@ -1,0 +1,112 @@
+//! Raw corpus files as a [`DocumentSource`]: the files in order, every epoch, tokenized by
+//! the loader's workers. A slice keeps the documents at positions `p % count == index`
+//! (every slice's reader parses all the files; see [`crate::slice`]).
+
+use std::path::PathBuf;
+
+use super::{DocumentSource, EpochStream, PositionedChunk, Seek};
+use crate::config::{BadRecordPolicy, DataConfig};
+use crate::error::{PipelineError, Result};
+use crate::slice::DataSlice;
+use crate::source::{check_compressed, expand_locations, DocumentReader, Location, SourceOptions};
+
+/// Text or JSONL files, read in order.
+#[derive(Debug, Clone)]
+pub struct RawFiles {
+    files: Vec<Location>,
+    options: SourceOptions,
+    slice: DataSlice,
+}
+
+impl RawFiles {
+    /// The files of `config` (expanded; a missing one fails here, naming it). Under
+    /// `on_bad_record = "fail"` every compressed file is checked here too, on the
+    /// loader's worker count of threads, so a damaged one fails before any is read.
+    pub fn open(config: &DataConfig, slice: DataSlice) -> Result<Self> {
+        let files = expand_locations(&config.files)?;
+        let options = SourceOptions::from_config(config);
+        if options.on_bad_record == BadRecordPolicy::Fail {
+            check_compressed(&files, config.worker_threads())?;
+        }
+        Ok(Self {
+            files,
+            options,
+            slice,
+        })
+    }
+
+    /// The files, in reading order.
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.files.iter().map(Location::to_path_buf).collect()
+    }
+}
+
+impl DocumentSource for RawFiles {
+    fn epoch(&mut self, _epoch: u64, seek: Option<Seek>) -> Result<Box<dyn EpochStream + '_>> {
+        let mut reader = DocumentReader::from_locations(self.files.clone(), self.options.clone())?;
+        if let Some(seek) = seek {
+            reader.seek((seek.doc_id >> 32) as u32, seek.doc_id & 0xFFFF_FFFF)?;
+        }
+        Ok(Box::new(RawEpoch {
+            reader,
+            files: &self.files,
+            slice: self.slice,
+            next_position: seek.map_or(0, |s| s.document),
+            seen: 0,
+        }))
+    }
+}
+
+/// One epoch of [`RawFiles`].
+struct RawEpoch<'a> {
+    reader: DocumentReader,
+    files: &'a [Location],
+    slice: DataSlice,
+    /// Position in the epoch of the next document read.
+    next_position: u64,
+    /// Documents of the whole stream read this epoch.
+    seen: u64,
+}
+
+impl EpochStream for RawEpoch<'_> {
+    fn next_chunk(&mut self) -> Option<Result<PositionedChunk>> {
+        loop {
+            let chunk = match self.reader.next()? {
+                Ok(chunk) => chunk,
+                Err(e) => return Some(Err(e)),
+            };
+            let position = self.next_position;
+            let documents = chunk.batch.num_rows() as u64;
+            self.next_position += documents;
+            self.seen += documents;
+            // Raw documents are dealt one by one; a chunk with none of the slice's
+            // documents and nothing to count is passed over.
+            match self.slice.select_documents(chunk, position) {
+                Ok(None) => continue,
+                Ok(Some((first_document, chunk))) => {
+                    return Some(Ok(PositionedChunk {
+                        first_document,
+                        stride: self.slice.count as u64,
+                        chunk,
+                        rows: None,
+                    }))
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    fn nothing_read(self: Box<Self>) -> PipelineError {
+        if self.seen == 0 {
+            return PipelineError::EmptyCorpus {
+                files: self.files.iter().map(Location::to_path_buf).collect(),
+            };
+        }
+        PipelineError::EmptySlice {
+            index: self.slice.index,
+            count: self.slice.count,
+            available: self.seen,
+            unit: "documents",
+        }
+    }
+}
