@@ -45,6 +45,7 @@
 
 mod arrow_util;
 pub mod batch;
+pub mod bench_tokenize;
 pub mod block;
 pub mod config;
 pub mod error;

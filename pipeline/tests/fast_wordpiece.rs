@@ -55,10 +55,22 @@ fn tokenizers() -> &'static [(&'static str, TextTokenizer)] {
         vec![
             ("uncased", TextTokenizer::from_file(&u).unwrap()),
             ("cased", TextTokenizer::from_file(&c).unwrap()),
-            ("no clean_text", normalizer(&u, json!({"clean_text": false}))),
-            ("no chinese", normalizer(&u, json!({"handle_chinese_chars": false}))),
-            ("cased, strip", normalizer(&c, json!({"strip_accents": true}))),
-            ("lower, no strip", normalizer(&u, json!({"strip_accents": false}))),
+            (
+                "no clean_text",
+                normalizer(&u, json!({"clean_text": false})),
+            ),
+            (
+                "no chinese",
+                normalizer(&u, json!({"handle_chinese_chars": false})),
+            ),
+            (
+                "cased, strip",
+                normalizer(&c, json!({"strip_accents": true})),
+            ),
+            (
+                "lower, no strip",
+                normalizer(&u, json!({"strip_accents": false})),
+            ),
             (
                 "max 8 chars",
                 variant(&u, |j| j["model"]["max_input_chars_per_word"] = json!(8)),
@@ -96,7 +108,9 @@ fn check(name: &str, tokenizer: &TextTokenizer, text: &str) -> std::result::Resu
     }
     let full = oracle(tokenizer, text);
     if fast != full {
-        return Err(format!("{name}: {text:?}\n fast {fast:?}\n encode {full:?}"));
+        return Err(format!(
+            "{name}: {text:?}\n fast {fast:?}\n encode {full:?}"
+        ));
     }
     Ok(())
 }
@@ -111,9 +125,12 @@ fn bert_style_tokenizers_take_the_fast_path_and_others_do_not() {
     let whitespace = variant(&u, |j| j["pre_tokenizer"] = json!({"type": "Whitespace"}));
     let nfc = variant(&u, |j| j["normalizer"] = json!({"type": "NFC"}));
     let normalized_added = variant(&u, |j| j["added_tokens"][4]["normalized"] = json!(true));
-    let truncated = variant(&u, |j| {
-        j["truncation"] = json!({"direction": "Right", "max_length": 4, "strategy": "LongestFirst", "stride": 0})
-    });
+    let truncated = variant(
+        &u,
+        |j| {
+            j["truncation"] = json!({"direction": "Right", "max_length": 4, "strategy": "LongestFirst", "stride": 0})
+        },
+    );
     for (name, t) in [
         ("whitespace", whitespace),
         ("nfc", nfc),
@@ -150,31 +167,31 @@ fn the_known_traps_match_the_crate() {
 
 fn char_ranges() -> impl Strategy<Value = char> {
     const RANGES: &[RangeInclusive<char>] = &[
-        '\u{0}'..='\u{1f}',         // C0 controls
-        '\u{7f}'..='\u{a0}',        // DEL, C1 controls, NBSP
-        '\u{c0}'..='\u{24f}',       // accented Latin
-        '\u{300}'..='\u{36f}',      // combining marks
-        '\u{370}'..='\u{3ff}',      // Greek
-        '\u{400}'..='\u{4ff}',      // Cyrillic
-        '\u{590}'..='\u{6ff}',      // Hebrew, Arabic (RTL)
-        '\u{900}'..='\u{97f}',      // Devanagari
-        '\u{e00}'..='\u{e7f}',      // Thai
-        '\u{f70}'..='\u{f84}',      // Tibetan marks (decomposing, odd classes)
-        '\u{1100}'..='\u{11ff}',    // Hangul jamo
-        '\u{1ab0}'..='\u{1aff}',    // combining marks extended
-        '\u{2000}'..='\u{206f}',    // spaces, format characters, punctuation
-        '\u{20d0}'..='\u{20ff}',    // combining marks for symbols
-        '\u{3000}'..='\u{30ff}',    // CJK punctuation, kana
-        '\u{4e00}'..='\u{4e80}',    // CJK ideographs
-        '\u{ac00}'..='\u{ac80}',    // Hangul syllables
-        '\u{f900}'..='\u{fa10}',    // CJK compatibility ideographs
-        '\u{fe00}'..='\u{ffff}',    // variation selectors, BOM, specials
-        '\u{1d160}'..='\u{1d16f}',  // musical combining marks (Mc, class 216)
-        '\u{1f300}'..='\u{1f320}',  // emoji
-        '\u{20000}'..='\u{20010}',  // CJK extension B
-        '\u{2f800}'..='\u{2f810}',  // CJK compatibility supplement
-        '\u{e0000}'..='\u{e007f}',  // tags
-        '\u{f0000}'..='\u{f0010}',  // private use, plane 15
+        '\u{0}'..='\u{1f}',          // C0 controls
+        '\u{7f}'..='\u{a0}',         // DEL, C1 controls, NBSP
+        '\u{c0}'..='\u{24f}',        // accented Latin
+        '\u{300}'..='\u{36f}',       // combining marks
+        '\u{370}'..='\u{3ff}',       // Greek
+        '\u{400}'..='\u{4ff}',       // Cyrillic
+        '\u{590}'..='\u{6ff}',       // Hebrew, Arabic (RTL)
+        '\u{900}'..='\u{97f}',       // Devanagari
+        '\u{e00}'..='\u{e7f}',       // Thai
+        '\u{f70}'..='\u{f84}',       // Tibetan marks (decomposing, odd classes)
+        '\u{1100}'..='\u{11ff}',     // Hangul jamo
+        '\u{1ab0}'..='\u{1aff}',     // combining marks extended
+        '\u{2000}'..='\u{206f}',     // spaces, format characters, punctuation
+        '\u{20d0}'..='\u{20ff}',     // combining marks for symbols
+        '\u{3000}'..='\u{30ff}',     // CJK punctuation, kana
+        '\u{4e00}'..='\u{4e80}',     // CJK ideographs
+        '\u{ac00}'..='\u{ac80}',     // Hangul syllables
+        '\u{f900}'..='\u{fa10}',     // CJK compatibility ideographs
+        '\u{fe00}'..='\u{ffff}',     // variation selectors, BOM, specials
+        '\u{1d160}'..='\u{1d16f}',   // musical combining marks (Mc, class 216)
+        '\u{1f300}'..='\u{1f320}',   // emoji
+        '\u{20000}'..='\u{20010}',   // CJK extension B
+        '\u{2f800}'..='\u{2f810}',   // CJK compatibility supplement
+        '\u{e0000}'..='\u{e007f}',   // tags
+        '\u{f0000}'..='\u{f0010}',   // private use, plane 15
         '\u{10fff0}'..='\u{10ffff}', // the last plane
     ];
     proptest::char::ranges(Cow::Borrowed(RANGES))
@@ -238,15 +255,23 @@ fn every_sentence_of_every_corpus_gets_the_crates_ids_and_word_starts() {
         let (mut ids, mut starts) = (Vec::new(), Vec::new());
         for s in &sentences {
             let before = ids.len();
-            t.encode_sentence(s, &mut fast_ids, &mut fast_starts).unwrap();
+            t.encode_sentence(s, &mut fast_ids, &mut fast_starts)
+                .unwrap();
             slow.encode_sentence(s, &mut ids, &mut starts).unwrap();
             if fast_ids[before..] != ids[before..] || fast_starts[before..] != starts[before..] {
                 check(name, t, s).unwrap();
-                panic!("{name}: {s:?} differs (ids {} vs {})", fast_ids.len(), ids.len());
+                panic!(
+                    "{name}: {s:?} differs (ids {} vs {})",
+                    fast_ids.len(),
+                    ids.len()
+                );
             }
         }
         assert!(ids.len() > 3_000_000, "{name}: {} tokens", ids.len());
-        assert!(starts.iter().any(|s| !s), "{name}: some words have several pieces");
+        assert!(
+            starts.iter().any(|s| !s),
+            "{name}: some words have several pieces"
+        );
     }
 }
 
@@ -282,7 +307,9 @@ fn preprocess_writes_the_same_shards_with_the_fast_path_off() {
         assert!(manifests[0].shards.len() >= 2, "{path:?}");
         assert_eq!(manifests[0].shards, manifests[1].shards, "{path:?}");
         for shard in &manifests[0].shards {
-            let [a, b] = dirs.each_ref().map(|d| std::fs::read(d.path().join(&shard.path)).unwrap());
+            let [a, b] = dirs
+                .each_ref()
+                .map(|d| std::fs::read(d.path().join(&shard.path)).unwrap());
             assert!(a == b, "{path:?} {} differs", shard.path);
         }
     }

@@ -112,7 +112,8 @@ pub fn bench_train(config: &RunConfig, options: TrainBenchOptions) -> Result<Tra
     let mut config = config.clone();
     config.data.pad_to_max_len = true;
     config.data.epochs = None;
-    let tokenizer = load_tokenizer(&config.data.tokenizer)?;
+    let tokenizer =
+        load_tokenizer(&config.data.tokenizer)?.with_fast_path(config.data.fast_tokenizer);
     let (disc_cfg, gen_cfg) = model_configs(&config, &tokenizer);
     let t = &config.train;
     tch::manual_seed(step_seed(t.seed, u64::MAX));

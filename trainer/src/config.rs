@@ -437,6 +437,7 @@ impl RunConfig {
         a.data.prefetch = b.data.prefetch;
         a.data.chunk_bytes = b.data.chunk_bytes;
         a.data.verify_shards = b.data.verify_shards;
+        a.data.fast_tokenizer = b.data.fast_tokenizer;
         a.checkpoint = b.checkpoint.clone();
         a.dist = DistSection {
             data_slices: a.dist.data_slices,

@@ -449,7 +449,8 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
     if is_main {
         std::fs::create_dir_all(run_dir).map_err(TrainError::io(run_dir))?;
     }
-    let tokenizer = load_tokenizer(&config.data.tokenizer)?;
+    let tokenizer =
+        load_tokenizer(&config.data.tokenizer)?.with_fast_path(config.data.fast_tokenizer);
     let found = if options.resume {
         Some(find_resume(config, run_dir, &tokenizer)?)
     } else {

@@ -149,7 +149,11 @@ pub(crate) fn classify(c: char, flags: BertFlags) -> CharClass {
         }
         if c.is_mark_nonspacing() {
             // Survivors keep their order when a mark is dropped (NFD sorts stably).
-            return if cjk { CharClass::Space } else { CharClass::Drop };
+            return if cjk {
+                CharClass::Space
+            } else {
+                CharClass::Drop
+            };
         }
         if canonical_combining_class(c) != 0 {
             return CharClass::Complex;
@@ -240,7 +244,9 @@ const BMP: usize = 0x1_0000;
 
 impl std::fmt::Debug for CharTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CharTable").field("flags", &self.flags).finish()
+        f.debug_struct("CharTable")
+            .field("flags", &self.flags)
+            .finish()
     }
 }
 

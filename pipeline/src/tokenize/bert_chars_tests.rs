@@ -71,7 +71,10 @@ fn check_chars(flags: BertFlags, step: usize) -> usize {
     let normalizer = crate_normalizer(flags);
     let table = CharTable::get(flags);
     let mut simple = 0;
-    for c in (0..=char::MAX as u32).step_by(step).filter_map(char::from_u32) {
+    for c in (0..=char::MAX as u32)
+        .step_by(step)
+        .filter_map(char::from_u32)
+    {
         let text = c.to_string();
         let expected = crate_marks(&normalizer, &text);
         assert_eq!(segment_marks(&text, flags), expected, "{c:?} {flags:?}");
@@ -138,14 +141,21 @@ fn a_segment_reorders_marks_as_nfd_does_across_removed_characters() {
     let normalizer = crate_normalizer(uncased);
     // U+1D165 is a spacing mark of combining class 216: it survives and sorts before
     // U+0301 (230) in NFD, also across a zero-width space that cleaning removes.
-    for text in ["\u{1d165}\u{301}", "\u{301}\u{200b}\u{1d165}", "a\u{316}\u{200b}\u{1d165}"] {
+    for text in [
+        "\u{1d165}\u{301}",
+        "\u{301}\u{200b}\u{1d165}",
+        "a\u{316}\u{200b}\u{1d165}",
+    ] {
         assert_eq!(segment_marks(text, uncased), crate_marks(&normalizer, text));
     }
     assert!(segment_continues('\u{301}', uncased));
     assert!(segment_continues('\u{200b}', uncased));
     assert!(!segment_continues('a', uncased));
-    assert!(!segment_continues('\u{301}', BertFlags {
-        strip_accents: false,
-        ..uncased
-    }));
+    assert!(!segment_continues(
+        '\u{301}',
+        BertFlags {
+            strip_accents: false,
+            ..uncased
+        }
+    ));
 }

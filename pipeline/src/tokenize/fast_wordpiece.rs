@@ -45,7 +45,9 @@ impl std::fmt::Debug for FastWordPiece {
 /// Why a tokenizer does not take the fast path.
 pub(crate) type Refusal = &'static str;
 
-fn bert_parts(tokenizer: &Tokenizer) -> Result<(BertFlags, &tokenizers::models::wordpiece::WordPiece), Refusal> {
+fn bert_parts(
+    tokenizer: &Tokenizer,
+) -> Result<(BertFlags, &tokenizers::models::wordpiece::WordPiece), Refusal> {
     let ModelWrapper::WordPiece(model) = tokenizer.get_model() else {
         return Err("the model is not WordPiece");
     };

@@ -139,7 +139,13 @@ impl LinMaxMatch {
         for (i, &node) in order.iter().enumerate() {
             rank[node as usize] = i as u32;
         }
-        let renumber = |node: u32| if node == NONE { NONE } else { rank[node as usize] };
+        let renumber = |node: u32| {
+            if node == NONE {
+                NONE
+            } else {
+                rank[node as usize]
+            }
+        };
         let mut matcher = Self {
             edge_start: vec![0],
             labels: Vec::new(),
@@ -192,7 +198,9 @@ impl LinMaxMatch {
         if next == NONE {
             return false;
         }
-        ids.extend_from_slice(&self.pops[self.pop_start[n] as usize..self.pop_start[n + 1] as usize]);
+        ids.extend_from_slice(
+            &self.pops[self.pop_start[n] as usize..self.pop_start[n + 1] as usize],
+        );
         *node = next;
         true
     }
