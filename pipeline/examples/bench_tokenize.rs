@@ -172,8 +172,14 @@ fn main() -> Result<(), BoxError> {
             .extend(other_models(&args.options.files, dir.path())?);
     }
     for path in &args.tokenizers {
+        let started = std::time::Instant::now();
         let tokenizer = TextTokenizer::from_file(path)?;
+        let load = started.elapsed().as_secs_f64() * 1e3;
         print(path, &bench_tokenize(&tokenizer, &args.options)?);
+        println!(
+            "  loading               {load:.0} ms (fast path: {})",
+            tokenizer.fast_path()
+        );
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! The `tokenizers` crate runs `BertNormalizer` over a whole string (clean text, space out
 //! CJK ideographs, NFD and drop nonspacing marks, lowercase) and then `BertPreTokenizer`
 //! (split at whitespace, isolate punctuation). Almost every character goes through that
-//! alone: its result is one [`CharClass`], looked up in a table. The others
+//! alone: its result is one [`CharClass`], kept in a table once computed. The others
 //! ([`CharClass::Complex`]: a canonical decomposition, a nonzero combining class, a
 //! lowercase of several characters) are normalized together with the combining marks that
 //! follow them ([`segment_continues`]) by [`normalize_segment`], which runs the crate's
@@ -16,6 +16,7 @@
 //! `is_whitespace` and `to_lowercase`), so the two agree on every character; the tests
 //! check all of them.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
 use unicode_categories::UnicodeCategories;
@@ -234,13 +235,39 @@ pub(crate) fn normalize_segment(
     }
 }
 
-/// Classes of the Basic Multilingual Plane for one set of flags.
+/// Classes of the Basic Multilingual Plane for one set of flags, each computed the first
+/// time it is looked up (shared by every thread: a slot holds 0 until then, else the
+/// class's code + 1).
 pub(crate) struct CharTable {
     flags: BertFlags,
-    bmp: Box<[CharClass]>,
+    bmp: Box<[AtomicU32]>,
 }
 
 const BMP: usize = 0x1_0000;
+
+/// `(kind << 21 | char) + 1`: never 0.
+fn encode(class: CharClass) -> u32 {
+    let (kind, c) = match class {
+        CharClass::Drop => (0, '\0'),
+        CharClass::Space => (1, '\0'),
+        CharClass::Isolated(c) => (2, c),
+        CharClass::Word(c) => (3, c),
+        CharClass::Complex => (4, '\0'),
+    };
+    (kind << 21 | c as u32) + 1
+}
+
+fn decode(code: u32) -> CharClass {
+    let code = code - 1;
+    let c = char::from_u32(code & 0x1F_FFFF).unwrap_or('\0');
+    match code >> 21 {
+        0 => CharClass::Drop,
+        1 => CharClass::Space,
+        2 => CharClass::Isolated(c),
+        3 => CharClass::Word(c),
+        _ => CharClass::Complex,
+    }
+}
 
 impl std::fmt::Debug for CharTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -251,23 +278,28 @@ impl std::fmt::Debug for CharTable {
 }
 
 impl CharTable {
-    /// The table of `flags`, built once per process.
+    /// The table of `flags`, one per process.
     pub fn get(flags: BertFlags) -> &'static CharTable {
         static TABLES: [OnceLock<CharTable>; 16] = [const { OnceLock::new() }; 16];
         TABLES[flags.index()].get_or_init(|| CharTable {
             flags,
-            bmp: (0..BMP as u32)
-                .map(|u| char::from_u32(u).map_or(CharClass::Complex, |c| classify(c, flags)))
-                .collect(),
+            bmp: (0..BMP).map(|_| AtomicU32::new(0)).collect(),
         })
     }
 
-    /// The class of `c` (a table look-up in the BMP).
+    /// The class of `c` (a table look-up in the BMP once it has been seen).
     #[inline]
     pub fn class(&self, c: char) -> CharClass {
-        match self.bmp.get(c as usize) {
-            Some(&class) => class,
-            None => classify(c, self.flags),
+        let Some(slot) = self.bmp.get(c as usize) else {
+            return classify(c, self.flags);
+        };
+        match slot.load(Ordering::Relaxed) {
+            0 => {
+                let class = classify(c, self.flags);
+                slot.store(encode(class), Ordering::Relaxed);
+                class
+            }
+            code => decode(code),
         }
     }
 }

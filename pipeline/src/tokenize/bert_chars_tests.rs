@@ -79,7 +79,8 @@ fn check_chars(flags: BertFlags, step: usize) -> usize {
         let expected = crate_marks(&normalizer, &text);
         assert_eq!(segment_marks(&text, flags), expected, "{c:?} {flags:?}");
         let class = table.class(c);
-        assert_eq!(class, classify(c, flags), "{c:?} table {flags:?}");
+        assert_eq!(class, classify(c, flags), "{c:?} computed {flags:?}");
+        assert_eq!(table.class(c), class, "{c:?} kept in the table {flags:?}");
         if class != CharClass::Complex {
             simple += 1;
             assert_eq!(marks([class]), expected, "{c:?} {flags:?}");

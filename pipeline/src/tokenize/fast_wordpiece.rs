@@ -23,6 +23,8 @@ struct AddedTokens {
 
 /// A BERT WordPiece tokenizer, fast and exact.
 pub(crate) struct FastWordPiece {
+    /// The classes of ASCII, the hot path.
+    ascii: [CharClass; 128],
     chars: &'static CharTable,
     flags: BertFlags,
     matcher: LinMaxMatch,
@@ -126,6 +128,7 @@ impl FastWordPiece {
             &model.continuing_subword_prefix,
         );
         Ok(Self {
+            ascii: std::array::from_fn(|b| bert_chars::classify(char::from(b as u8), flags)),
             chars: CharTable::get(flags),
             flags,
             matcher,
@@ -190,8 +193,8 @@ impl Words<'_> {
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
-            if b.is_ascii() {
-                self.apply(self.fast.chars.class(char::from(b)));
+            if let Some(&class) = self.fast.ascii.get(usize::from(b)) {
+                self.apply(class);
                 i += 1;
                 continue;
             }
