@@ -10,8 +10,6 @@
 //! bytes: a token is valid UTF-8, so a match that starts at a character boundary ends at
 //! one, and the pieces are those of the character-based algorithm.
 
-use std::collections::VecDeque;
-
 /// No node (a failure link that means the word cannot be tokenized).
 const NONE: u32 = u32::MAX;
 /// Where a word's first piece is matched.
@@ -47,14 +45,29 @@ impl std::fmt::Debug for LinMaxMatch {
     }
 }
 
-/// The trie while it is built: children lists and the token id of each node.
+/// The trie while it is built: children lists (dense for the two roots, which have the
+/// most) and the token id of each node.
 struct Trie {
     children: Vec<Vec<(u8, u32)>>,
+    roots: [[u32; 256]; 2],
     token: Vec<u32>,
+}
+
+/// Failure links and pops of every node: pops are `arena[range.0..range.1]`.
+struct Failures {
+    fail: Vec<u32>,
+    range: Vec<(u32, u32)>,
+    arena: Vec<u32>,
+    /// Nodes breadth-first.
+    order: Vec<u32>,
 }
 
 impl Trie {
     fn child(&self, node: u32, byte: u8) -> Option<u32> {
+        if let Some(dense) = self.roots.get(node as usize) {
+            let next = dense[byte as usize];
+            return (next != NONE).then_some(next);
+        }
         self.children[node as usize]
             .iter()
             .find(|(b, _)| *b == byte)
@@ -74,6 +87,9 @@ impl Trie {
                     self.children.push(Vec::new());
                     self.token.push(NONE);
                     self.children[node as usize].push((b, c));
+                    if let Some(dense) = self.roots.get_mut(node as usize) {
+                        dense[b as usize] = c;
+                    }
                     c
                 }
             };
@@ -83,35 +99,46 @@ impl Trie {
 
     /// Failure links and pops, breadth-first from both roots: a node's link points to a
     /// shallower node, whose own link is then known.
-    fn failures(&self) -> (Vec<u32>, Vec<Vec<u32>>, Vec<u32>) {
+    fn failures(&self) -> Failures {
         let n = self.token.len();
-        let mut fail = vec![NONE; n];
-        let mut pops: Vec<Vec<u32>> = vec![Vec::new(); n];
-        let mut order = vec![ROOT, SUFFIX_ROOT];
-        let mut queue = VecDeque::from([ROOT, SUFFIX_ROOT]);
-        while let Some(u) = queue.pop_front() {
+        let mut f = Failures {
+            fail: vec![NONE; n],
+            range: vec![(0, 0); n],
+            arena: Vec::new(),
+            order: Vec::with_capacity(n),
+        };
+        f.order.extend([ROOT, SUFFIX_ROOT]);
+        let mut next = 0;
+        while let Some(&u) = f.order.get(next) {
+            next += 1;
             for &(byte, v) in &self.children[u as usize] {
-                queue.push_back(v);
-                order.push(v);
+                f.order.push(v);
                 let vi = v as usize;
+                let start = f.arena.len() as u32;
                 if self.token[vi] != NONE {
-                    fail[vi] = SUFFIX_ROOT;
-                    pops[vi] = vec![self.token[vi]];
+                    f.fail[vi] = SUFFIX_ROOT;
+                    f.arena.push(self.token[vi]);
+                    f.range[vi] = (start, start + 1);
                     continue;
                 }
-                let mut popped = pops[u as usize].clone();
-                let mut z = fail[u as usize];
+                let (a, b) = f.range[u as usize];
+                f.arena.extend_from_within(a as usize..b as usize);
+                let mut z = f.fail[u as usize];
                 while z != NONE && self.child(z, byte).is_none() {
-                    popped.extend_from_slice(&pops[z as usize]);
-                    z = fail[z as usize];
+                    let (a, b) = f.range[z as usize];
+                    f.arena.extend_from_within(a as usize..b as usize);
+                    z = f.fail[z as usize];
                 }
-                if let Some(next) = (z != NONE).then(|| self.child(z, byte)).flatten() {
-                    fail[vi] = next;
-                    pops[vi] = popped;
+                match (z != NONE).then(|| self.child(z, byte)).flatten() {
+                    Some(target) => {
+                        f.fail[vi] = target;
+                        f.range[vi] = (start, f.arena.len() as u32);
+                    }
+                    None => f.arena.truncate(start as usize),
                 }
             }
         }
-        (fail, pops, order)
+        f
     }
 }
 
@@ -121,6 +148,7 @@ impl LinMaxMatch {
     pub fn new<'a>(vocab: impl IntoIterator<Item = (&'a str, u32)>, prefix: &str) -> Self {
         let mut trie = Trie {
             children: vec![Vec::new(), Vec::new()],
+            roots: [[NONE; 256]; 2],
             token: vec![NONE, NONE],
         };
         for (token, id) in vocab {
@@ -129,12 +157,12 @@ impl LinMaxMatch {
                 trie.insert(SUFFIX_ROOT, rest.as_bytes(), id);
             }
         }
-        let (fail, pops, order) = trie.failures();
-        Self::flatten(&trie, &fail, &pops, &order)
+        Self::flatten(&trie, &trie.failures())
     }
 
-    /// Compact arrays, nodes renumbered in `order`.
-    fn flatten(trie: &Trie, fail: &[u32], pops: &[Vec<u32>], order: &[u32]) -> Self {
+    /// Compact arrays, nodes renumbered breadth-first.
+    fn flatten(trie: &Trie, failures: &Failures) -> Self {
+        let order = &failures.order;
         let mut rank = vec![NONE; order.len()];
         for (i, &node) in order.iter().enumerate() {
             rank[node as usize] = i as u32;
@@ -147,27 +175,31 @@ impl LinMaxMatch {
             }
         };
         let mut matcher = Self {
-            edge_start: vec![0],
-            labels: Vec::new(),
-            targets: Vec::new(),
-            root_edges: [[NONE; 256]; 2],
+            edge_start: Vec::with_capacity(order.len() + 1),
+            labels: Vec::with_capacity(order.len()),
+            targets: Vec::with_capacity(order.len()),
+            root_edges: trie.roots.map(|dense| dense.map(renumber)),
             fail: Vec::with_capacity(order.len()),
-            pop_start: vec![0],
-            pops: Vec::new(),
+            pop_start: Vec::with_capacity(order.len() + 1),
+            pops: Vec::with_capacity(failures.arena.len()),
         };
+        matcher.edge_start.push(0);
+        matcher.pop_start.push(0);
+        let mut edges = Vec::new();
         for &node in order {
-            let mut edges = trie.children[node as usize].clone();
+            edges.clear();
+            edges.extend_from_slice(&trie.children[node as usize]);
             edges.sort_unstable();
-            for (byte, child) in edges {
+            for &(byte, child) in &edges {
                 matcher.labels.push(byte);
                 matcher.targets.push(renumber(child));
-                if let Some(dense) = matcher.root_edges.get_mut(node as usize) {
-                    dense[byte as usize] = renumber(child);
-                }
             }
             matcher.edge_start.push(matcher.labels.len() as u32);
-            matcher.fail.push(renumber(fail[node as usize]));
-            matcher.pops.extend_from_slice(&pops[node as usize]);
+            matcher.fail.push(renumber(failures.fail[node as usize]));
+            let (a, b) = failures.range[node as usize];
+            matcher
+                .pops
+                .extend_from_slice(&failures.arena[a as usize..b as usize]);
             matcher.pop_start.push(matcher.pops.len() as u32);
         }
         matcher
