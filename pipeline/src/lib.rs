@@ -8,7 +8,9 @@
 //!    ([`electra_schemas::documents`]); bad records are skipped and counted, or fatal
 //!    ([`config::BadRecordPolicy`]).
 //! 2. [`tokenize`]: a Hugging Face `tokenizer.json` turns each document's sentences into
-//!    token ids, sentence ends and word starts ([`electra_schemas::tokenized`]).
+//!    token ids, sentence ends and word starts ([`electra_schemas::tokenized`]); BERT-style
+//!    WordPiece takes an exact fast path (LinMaxMatch), everything else the `tokenizers`
+//!    crate. [`bench_tokenize`] measures the two.
 //! 3. [`pack`]: sentences of one document are packed into `[CLS] A [SEP] B [SEP]`
 //!    examples of up to `max_seq_len` tokens, as the reference `ExampleBuilder` does
 //!    ([`electra_schemas::examples`]).
