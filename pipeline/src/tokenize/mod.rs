@@ -381,11 +381,13 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn wordpiece_word_starts_from_ids_equal_those_from_word_ids() {
+    fn wordpiece_word_starts_from_ids_equal_those_from_word_ids_on_both_paths() {
         let tokenizer = bert();
+        assert!(tokenizer.fast_path(), "bert takes the fast path");
+        let crate_path = tokenizer.clone().with_fast_path(false);
         assert!(
-            tokenizer.continuations.is_some(),
-            "bert takes the fast path"
+            crate_path.continuations.is_some(),
+            "without it, bert takes encode_fast with word starts from the ids"
         );
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/corpus");
         let mut text = String::new();
@@ -398,11 +400,15 @@ pub(crate) mod tests {
         }
         text.push_str("\n[MASK] don't ##abc [UNK]x naïve 東京 e-mail 3.14 @user\n");
         let (mut fast_ids, mut fast_starts) = (Vec::new(), Vec::new());
+        let (mut crate_ids, mut crate_starts) = (Vec::new(), Vec::new());
         let (mut ids, mut starts) = (Vec::new(), Vec::new());
         let mut words = 0;
         for line in text.lines() {
             tokenizer
                 .encode_sentence(line, &mut fast_ids, &mut fast_starts)
+                .unwrap();
+            crate_path
+                .encode_sentence(line, &mut crate_ids, &mut crate_starts)
                 .unwrap();
             tokenizer
                 .encode_sentence_with_words(line, &mut ids, &mut starts)
@@ -410,6 +416,8 @@ pub(crate) mod tests {
             words += 1;
         }
         assert!(words > 1000 && ids.len() > 100_000, "{} tokens", ids.len());
+        assert_eq!(crate_ids, ids);
+        assert_eq!(crate_starts, starts);
         assert_eq!(fast_ids, ids);
         assert_eq!(fast_starts, starts);
         assert!(starts.iter().any(|s| !s), "some words have several pieces");
