@@ -604,4 +604,17 @@ mod tests {
             dir.path().join("tok.json").display().to_string()
         );
     }
+
+    #[test]
+    fn a_resumed_run_may_switch_the_fast_tokenizer_path_but_not_the_tokenizer() {
+        let saved = RunConfig::default();
+        let mut resumed = saved.clone();
+        resumed.data.fast_tokenizer = false;
+        assert!(saved.resume_differences(&resumed).unwrap().is_empty());
+        resumed.data.tokenizer = "other.json".into();
+        assert_eq!(
+            saved.resume_differences(&resumed).unwrap(),
+            vec!["data.tokenizer".to_string()]
+        );
+    }
 }
