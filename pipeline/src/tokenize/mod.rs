@@ -3,8 +3,8 @@
 //!
 //! Two paths, the same output:
 //! - BERT-style WordPiece (BERT's normalizer and pre-tokenizer, any vocabulary, cased or
-//!   not) takes the fast path by default: [`bert_chars`] normalizes and splits words in
-//!   one pass, [`lin_max_match`] tokenizes each word in linear time. It gives the ids and
+//!   not) takes the fast path by default: `bert_chars` normalizes and splits words in
+//!   one pass, `lin_max_match` tokenizes each word in linear time. It gives the ids and
 //!   word starts of the `tokenizers` crate for every input.
 //! - Every other tokenizer, and any with the fast path turned off
 //!   ([`TextTokenizer::with_fast_path`], `data.fast_tokenizer = false`), runs the crate.
