@@ -150,6 +150,11 @@ pub struct DataConfig {
     /// Shards only: check each shard's sha256 against its manifest the first time it is
     /// opened. Default: true.
     pub verify_shards: bool,
+    /// Encode BERT-style WordPiece tokenizers with the fast path (same ids and word starts
+    /// as the `tokenizers` crate, several times faster); `false` runs the crate, and then
+    /// `preprocess` writes byte-identical shards. Other tokenizers always run the crate.
+    /// Default: true.
+    pub fast_tokenizer: bool,
 }
 
 impl Default for DataConfig {
@@ -179,6 +184,7 @@ impl Default for DataConfig {
             shuffle: true,
             shuffle_window: DEFAULT_SHUFFLE_WINDOW,
             verify_shards: true,
+            fast_tokenizer: true,
         }
     }
 }

@@ -11,7 +11,9 @@
 //! 2. [`corpus`]: the stream of document chunks a loader reads, epoch by epoch, as a
 //!    [`corpus::DocumentSource`]: raw files in order, or shuffled Parquet [`shard`]s.
 //! 3. [`tokenize`]: a Hugging Face `tokenizer.json` turns each document's sentences into
-//!    token ids, sentence ends and word starts ([`electra_schemas::tokenized`]).
+//!    token ids, sentence ends and word starts ([`electra_schemas::tokenized`]); BERT-style
+//!    WordPiece takes an exact fast path (LinMaxMatch), everything else the `tokenizers`
+//!    crate. [`bench_tokenize`] measures the two.
 //! 4. [`pack`]: sentences of one document are packed into `[CLS] A [SEP] B [SEP]`
 //!    examples of up to `max_seq_len` tokens, as the reference `ExampleBuilder` does,
 //!    straight into a chunk's flat buffers ([`block::MaskedBlock`]).
@@ -50,6 +52,7 @@
 
 mod arrow_util;
 pub mod batch;
+pub mod bench_tokenize;
 pub mod block;
 pub mod config;
 pub mod corpus;

@@ -175,7 +175,8 @@ impl Loader {
     /// [`PipelineError::EmptySlice`] when the slice gets no documents: here for shards (an
     /// epoch has fewer blocks than `index + 1`), from the first batch for raw files (known
     /// after one pass). Under `on_bad_record = "fail"`, a damaged compressed file fails
-    /// here, naming it, before anything is read.
+    /// here, naming it, before anything is read. The tokenizer takes its exact fast path
+    /// when it has one and `config.fast_tokenizer` is on.
     pub fn with_slice(
         config: &DataConfig,
         tokenizer: TextTokenizer,
@@ -186,6 +187,7 @@ impl Loader {
         slice.validate()?;
         config.validate()?;
         let shape = BatchShape::from_config(config, tokenizer.special().pad);
+        let tokenizer = tokenizer.with_fast_path(config.fast_tokenizer);
         let stages = Stages::new(config, tokenizer, seed);
         let word_starts = stages.needs_word_starts();
         let corpus = open_corpus(config, stages.tokenizer(), seed, slice, word_starts)?;

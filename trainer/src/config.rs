@@ -437,6 +437,7 @@ impl RunConfig {
         a.data.prefetch = b.data.prefetch;
         a.data.chunk_bytes = b.data.chunk_bytes;
         a.data.verify_shards = b.data.verify_shards;
+        a.data.fast_tokenizer = b.data.fast_tokenizer;
         a.checkpoint = b.checkpoint.clone();
         a.dist = DistSection {
             data_slices: a.dist.data_slices,
@@ -601,6 +602,19 @@ mod tests {
         assert_eq!(
             cfg.data.tokenizer,
             dir.path().join("tok.json").display().to_string()
+        );
+    }
+
+    #[test]
+    fn a_resumed_run_may_switch_the_fast_tokenizer_path_but_not_the_tokenizer() {
+        let saved = RunConfig::default();
+        let mut resumed = saved.clone();
+        resumed.data.fast_tokenizer = false;
+        assert!(saved.resume_differences(&resumed).unwrap().is_empty());
+        resumed.data.tokenizer = "other.json".into();
+        assert_eq!(
+            saved.resume_differences(&resumed).unwrap(),
+            vec!["data.tokenizer".to_string()]
         );
     }
 }

@@ -41,7 +41,7 @@ pub enum TrainError {
     #[error("nothing to resume in {}: {refused}", dir.display())]
     NoCheckpoint { dir: PathBuf, refused: String },
     /// The resumed run's config differs from the checkpoint's where it matters.
-    #[error("cannot resume with a different experiment: {keys} differ from the checkpoint's config (only train.max_steps, train.log_every, train.max_bad_steps, data.threads, data.prefetch, data.chunk_bytes, data.verify_shards, [checkpoint] and [dist] but dist.data_slices may change)")]
+    #[error("cannot resume with a different experiment: {keys} differ from the checkpoint's config (only train.max_steps, train.log_every, train.max_bad_steps, data.threads, data.prefetch, data.chunk_bytes, data.verify_shards, data.fast_tokenizer, [checkpoint] and [dist] but dist.data_slices may change)")]
     ResumeMismatch { keys: String },
     /// Too many steps in a row had a non-finite loss or gradient norm.
     #[error("{count} steps in a row (up to step {step}) had a non-finite loss or gradient norm and were skipped; stopping (train.max_bad_steps). Lower the learning rate or check the data")]

@@ -192,7 +192,7 @@ struct PretrainArgs {
     /// Continue the run in --run-dir from its newest complete checkpoint (weights,
     /// optimizer, data position, counters). The config must be the same experiment; only
     /// max_steps, log_every, max_bad_steps, loader threads/prefetch/chunk_bytes,
-    /// verify_shards and [checkpoint] may change.
+    /// verify_shards, fast_tokenizer and [checkpoint] may change.
     #[arg(long)]
     resume: bool,
 }
@@ -489,7 +489,8 @@ fn run_preprocess(args: PreprocessArgs) -> anyhow::Result<()> {
     let config = RunConfig::load(&args.config, &[])
         .with_context(|| format!("loading {}", args.config.display()))?;
     let data: &DataConfig = &config.data;
-    let tokenizer = load_tokenizer(args.tokenizer.as_deref().unwrap_or(&data.tokenizer))?;
+    let tokenizer = load_tokenizer(args.tokenizer.as_deref().unwrap_or(&data.tokenizer))?
+        .with_fast_path(data.fast_tokenizer);
     let files = expand_files(&args.input)?;
     let threads = if args.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -944,7 +945,8 @@ fn run_bench_pipeline(args: BenchPipelineArgs) -> anyhow::Result<()> {
     if let Some(t) = &args.tokenizer {
         config.data.tokenizer = t.clone();
     }
-    let tokenizer = load_tokenizer(&config.data.tokenizer)?;
+    let tokenizer =
+        load_tokenizer(&config.data.tokenizer)?.with_fast_path(config.data.fast_tokenizer);
     // Each stage alone on one thread over a sample of the raw text (not for shards, whose
     // reading is the whole difference).
     let raw = !config

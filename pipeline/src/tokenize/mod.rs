@@ -1,5 +1,17 @@
 //! Tokenization: documents -> token ids per document, sentences encoded one by one with a
 //! Hugging Face `tokenizer.json` (WordPiece, BPE, Unigram ...).
+//!
+//! Two paths, the same output:
+//! - BERT-style WordPiece (BERT's normalizer and pre-tokenizer, any vocabulary, cased or
+//!   not) takes the fast path by default: `bert_chars` normalizes and splits words in
+//!   one pass, `lin_max_match` tokenizes each word in linear time. It gives the ids and
+//!   word starts of the `tokenizers` crate for every input.
+//! - Every other tokenizer, and any with the fast path turned off
+//!   ([`TextTokenizer::with_fast_path`], `data.fast_tokenizer = false`), runs the crate.
+
+mod bert_chars;
+mod fast_wordpiece;
+mod lin_max_match;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +26,7 @@ use electra_schemas::{check_schema, documents, tokenized};
 
 use crate::arrow_util::{column, list_array, list_column, list_item};
 use crate::error::{PipelineError, Result};
+use fast_wordpiece::FastWordPiece;
 
 /// The special token ids the packer and the masker need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +59,8 @@ pub struct TextTokenizer {
     /// (`##...`). Then a word starts at every other token and the faster offset-free
     /// `encode_fast` suffices.
     continuations: Option<Arc<Vec<bool>>>,
+    /// The fast path, when the tokenizer is BERT-style WordPiece and it is on.
+    fast: Option<Arc<FastWordPiece>>,
 }
 
 /// Per id, whether the token continues a word, for a WordPiece model behind BERT's
@@ -79,6 +94,7 @@ impl std::fmt::Debug for TextTokenizer {
             .field("path", &self.path)
             .field("special", &self.special)
             .field("vocab_size", &self.vocab_size())
+            .field("fast_path", &self.fast_path())
             .finish()
     }
 }
@@ -92,8 +108,20 @@ fn find_token(tokenizer: &tokenizers::Tokenizer, names: &[&str]) -> Result<u32> 
         })
 }
 
+/// The fast path of `tokenizer`, if it has one (the reason it has none is logged).
+fn fast_wordpiece(tokenizer: &tokenizers::Tokenizer, path: &Path) -> Option<Arc<FastWordPiece>> {
+    match FastWordPiece::new(tokenizer) {
+        Ok(fast) => Some(Arc::new(fast)),
+        Err(reason) => {
+            tracing::debug!(path = %path.display(), reason, "no fast tokenizer path");
+            None
+        }
+    }
+}
+
 impl TextTokenizer {
-    /// Loads a `tokenizer.json` and finds its special tokens.
+    /// Loads a `tokenizer.json` and finds its special tokens. A BERT-style WordPiece
+    /// tokenizer takes the fast path ([`Self::with_fast_path`]).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let bytes = std::fs::read(&path).map_err(|source| PipelineError::Io {
@@ -114,13 +142,31 @@ impl TextTokenizer {
             pad: find_token(&inner, &["[PAD]", "<pad>"])?,
         };
         let continuations = wordpiece_continuations(&inner);
+        let fast = fast_wordpiece(&inner, &path);
         Ok(Self {
             inner: Arc::new(inner),
             path,
             special,
             sha256,
             continuations,
+            fast,
         })
+    }
+
+    /// Turns the fast path on (where the tokenizer has one) or off; the output is the
+    /// same either way, only the speed differs. Loaded tokenizers have it on.
+    pub fn with_fast_path(mut self, enabled: bool) -> Self {
+        self.fast = match (enabled, self.fast.take()) {
+            (false, _) => None,
+            (true, Some(fast)) => Some(fast),
+            (true, None) => fast_wordpiece(&self.inner, &self.path),
+        };
+        self
+    }
+
+    /// Whether sentences are encoded by the fast path.
+    pub fn fast_path(&self) -> bool {
+        self.fast.is_some()
     }
 
     /// Hex sha256 of the `tokenizer.json` bytes: how shards and checkpoints name it.
@@ -156,6 +202,9 @@ impl TextTokenizer {
         ids: &mut Vec<u32>,
         word_starts: &mut Vec<bool>,
     ) -> Result<usize> {
+        if let Some(fast) = &self.fast {
+            return Ok(fast.encode(sentence, ids, word_starts));
+        }
         let Some(continuations) = &self.continuations else {
             return self.encode_sentence_with_words(sentence, ids, word_starts);
         };
@@ -332,11 +381,13 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn wordpiece_word_starts_from_ids_equal_those_from_word_ids() {
+    fn wordpiece_word_starts_from_ids_equal_those_from_word_ids_on_both_paths() {
         let tokenizer = bert();
+        assert!(tokenizer.fast_path(), "bert takes the fast path");
+        let crate_path = tokenizer.clone().with_fast_path(false);
         assert!(
-            tokenizer.continuations.is_some(),
-            "bert takes the fast path"
+            crate_path.continuations.is_some(),
+            "without it, bert takes encode_fast with word starts from the ids"
         );
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/corpus");
         let mut text = String::new();
@@ -349,11 +400,15 @@ pub(crate) mod tests {
         }
         text.push_str("\n[MASK] don't ##abc [UNK]x naïve 東京 e-mail 3.14 @user\n");
         let (mut fast_ids, mut fast_starts) = (Vec::new(), Vec::new());
+        let (mut crate_ids, mut crate_starts) = (Vec::new(), Vec::new());
         let (mut ids, mut starts) = (Vec::new(), Vec::new());
         let mut words = 0;
         for line in text.lines() {
             tokenizer
                 .encode_sentence(line, &mut fast_ids, &mut fast_starts)
+                .unwrap();
+            crate_path
+                .encode_sentence(line, &mut crate_ids, &mut crate_starts)
                 .unwrap();
             tokenizer
                 .encode_sentence_with_words(line, &mut ids, &mut starts)
@@ -361,6 +416,8 @@ pub(crate) mod tests {
             words += 1;
         }
         assert!(words > 1000 && ids.len() > 100_000, "{} tokens", ids.len());
+        assert_eq!(crate_ids, ids);
+        assert_eq!(crate_starts, starts);
         assert_eq!(fast_ids, ids);
         assert_eq!(fast_starts, starts);
         assert!(starts.iter().any(|s| !s), "some words have several pieces");
