@@ -56,6 +56,7 @@ pub mod bench_tokenize;
 pub mod block;
 pub mod config;
 pub mod corpus;
+pub mod cursor;
 pub mod error;
 pub mod loader;
 pub mod mask;
@@ -70,9 +71,12 @@ pub mod source;
 pub mod tokenize;
 pub mod train_tokenizer;
 
-pub use batch::{Batch, BatchShape, DataCursor};
+pub use batch::{Batch, BatchShape};
 pub use block::{ChunkDocuments, ExampleRef, MaskedBlock};
-pub use config::{BadRecordPolicy, DataConfig, MaskStrategy, OversizedLinePolicy, SourceFormat};
+pub use config::{
+    BadRecordPolicy, DataConfig, MaskStrategy, OversizedLinePolicy, SourceConfig, SourceFormat,
+};
+pub use cursor::{DataCursor, MixtureCursor, SourceCursor, StreamPosition};
 pub use error::{PipelineError, Result};
 pub use loader::{Loader, LoaderStart, LoaderStats};
 pub use mask::{Corruption, Masker, PositionSelector};

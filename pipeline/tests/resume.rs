@@ -63,7 +63,7 @@ fn check_resume(config: &DataConfig, threads_after: usize) {
     for k in cuts {
         let start = LoaderStart {
             batches_done: k as u64 + 1,
-            cursor: full[k].cursor,
+            cursor: full[k].cursor.clone(),
         };
         let rest = all(&resumed_config, start);
         assert_eq!(

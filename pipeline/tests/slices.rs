@@ -252,7 +252,7 @@ fn check_resume(config: &DataConfig, slice: DataSlice) {
     for k in cuts {
         let start = LoaderStart {
             batches_done: k as u64 + 1,
-            cursor: full[k].cursor,
+            cursor: full[k].cursor.clone(),
         };
         let (rest, _) = load(&resumed_config, slice, start);
         assert_eq!(
