@@ -61,7 +61,13 @@ impl DocumentSource for RawFiles {
             .iter()
             .map(|&i| (i, self.files[i as usize].clone()))
             .collect();
-        let mut reader = DocumentReader::with_locations(files, self.options.clone())?;
+        // One document a chunk: each document comes with the bad records met just before
+        // it, so a block's bad records do not depend on how the files are chunked.
+        let options = SourceOptions {
+            chunk_bytes: 1,
+            ..self.options.clone()
+        };
+        let mut reader = DocumentReader::with_locations(files, options)?;
         if let Some(seek) = seek {
             // The first document of the cursor's shuffle block.
             reader.seek((seek.doc_id >> 32) as u32, seek.doc_id & 0xFFFF_FFFF)?;
