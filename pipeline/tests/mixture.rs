@@ -302,7 +302,19 @@ fn a_mixture_of_raw_files_resumes_exactly_whole_or_in_slices() {
         ..config
     };
     for index in 0..2 {
-        check_resume(&half, DataSlice::new(index, 2).unwrap());
+        let slice = DataSlice::new(index, 2).unwrap();
+        check_resume(&half, slice);
+        // Each slice spends its half of the verses' budget.
+        let batches = load(&half, slice, LoaderStart::default(), usize::MAX);
+        let verses = batches
+            .last()
+            .unwrap()
+            .cursor
+            .mixture
+            .clone()
+            .unwrap()
+            .sources[2];
+        assert!((750..750 + 64).contains(&verses.tokens), "{verses:?}");
     }
 }
 

@@ -15,17 +15,38 @@ use std::path::{Path, PathBuf};
 use electra_pipeline::preprocess::preprocess;
 use electra_pipeline::{Batch, DataConfig};
 
-/// Moby Dick (135 documents) and the first 25 State of the Union speeches as JSONL.
+/// Moby Dick (135 documents) and the first 25 State of the Union speeches (JSONL), each
+/// in two files: four files, so that an epoch's file order is one of 24.
 fn corpus(dir: &Path) -> Vec<PathBuf> {
-    let mut text = String::new();
-    zstd::stream::read::Decoder::new(std::fs::File::open(data("corpus/sotu.jsonl.zst")).unwrap())
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    let head: Vec<&str> = text.lines().take(25).collect();
-    let jsonl = dir.join("sotu-head.jsonl");
-    std::fs::write(&jsonl, head.join("\n") + "\n").unwrap();
-    vec![data("corpus/moby_dick.txt.zst"), jsonl]
+    let text = |name: &str| {
+        let mut out = String::new();
+        zstd::stream::read::Decoder::new(std::fs::File::open(data(name)).unwrap())
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        out
+    };
+    let moby = text("corpus/moby_dick.txt.zst");
+    let chapters: Vec<&str> = moby
+        .split("\n\n")
+        .filter(|d| !d.trim().is_empty())
+        .collect();
+    let sotu = text("corpus/sotu.jsonl.zst");
+    let speeches: Vec<&str> = sotu.lines().take(25).collect();
+    let files = [
+        ("moby-a.txt", chapters[..60].join("\n\n")),
+        ("moby-b.txt", chapters[60..].join("\n\n")),
+        ("sotu-a.jsonl", speeches[..15].join("\n")),
+        ("sotu-b.jsonl", speeches[15..].join("\n")),
+    ];
+    files
+        .iter()
+        .map(|(name, text)| {
+            let path = dir.join(name);
+            std::fs::write(&path, format!("{text}\n")).unwrap();
+            path
+        })
+        .collect()
 }
 
 fn config(files: &[PathBuf], window: usize) -> DataConfig {
@@ -106,9 +127,9 @@ fn batches_from_raw_files_equal_shards_of_one_file_each_shuffled_alike() {
     let dir = tempfile::tempdir().unwrap();
     let files = corpus(dir.path());
     // One part per file, one shard per part: the shards permute as the files do.
-    let manifests: Vec<String> = (0..2)
+    let manifests: Vec<String> = (0..4)
         .map(|part| {
-            let mut options = options_for(files.clone(), &dir.path().join("shards"), 2, part, 2);
+            let mut options = options_for(files.clone(), &dir.path().join("shards"), 2, part, 4);
             options.rows_per_shard = 1_000;
             let report = preprocess(&options, &tokenizer(), |_| {}).unwrap();
             report.manifest.display().to_string()
