@@ -399,3 +399,18 @@ fn bad_mixture_configs_and_foreign_cursors_are_refused() {
         assert_eq!(refused(&config, start).0, "sources");
     }
 }
+
+#[test]
+fn dropping_a_mixture_with_a_spent_source_mid_stream_joins_its_threads_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _) = finite_mixture(dir.path());
+    let mut loader = Loader::new(&config, tokenizer(), SEED).unwrap();
+    // Past the verses' budget: their reader waits for a slot it will never get.
+    let batch = loader.nth(20).unwrap().unwrap();
+    let verses = batch.cursor.mixture.unwrap().sources[2];
+    assert!(verses.tokens >= 1_500, "{verses:?}");
+    let started = std::time::Instant::now();
+    drop(loader);
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(2), "drop took {took:?}");
+}
