@@ -30,6 +30,8 @@ mod text;
 pub mod zstd;
 
 #[cfg(test)]
+mod edge_tests;
+#[cfg(test)]
 pub(crate) mod tests;
 
 use arrow_array::RecordBatch;
