@@ -33,7 +33,7 @@ pub const MIN_SEQ_LEN: usize = 8;
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceFormat {
-    /// By extension: `.jsonl`/`.json`/`.ndjson` (optionally `.zst`) are JSONL, everything
+    /// By extension: `.jsonl`/`.json`/`.ndjson` (optionally `.zst` or `.gz`) are JSONL, everything
     /// else plain text.
     #[default]
     Auto,
@@ -55,7 +55,7 @@ pub enum MaskStrategy {
 }
 
 /// What to do with a bad record (invalid UTF-8, malformed JSON, oversized line, corrupt
-/// zstd stream).
+/// zstd or gzip stream).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum BadRecordPolicy {

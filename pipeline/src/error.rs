@@ -37,6 +37,15 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
+    /// gzip decoding failed (corrupt member, CRC mismatch, truncated file, not a gzip file).
+    #[error("{}: gzip decoding failed near compressed byte {compressed_offset}: {source}", path.display())]
+    Gzip {
+        path: PathBuf,
+        /// Bytes of the compressed file consumed when decoding failed.
+        compressed_offset: u64,
+        #[source]
+        source: std::io::Error,
+    },
     /// A line is not valid UTF-8.
     #[error("{}:{line}: invalid UTF-8 (decompressed byte offset {byte_offset})", path.display())]
     InvalidUtf8 {

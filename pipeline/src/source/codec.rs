@@ -1,5 +1,5 @@
 //! Compression, a layer between a byte source and a record format: the [`Codec`] trait,
-//! the registry that picks one by extension (`.zst` today), and `DecodedInput`, a file's
+//! the registry that picks one by extension (`.zst`, `.gz`), and `DecodedInput`, a file's
 //! decompressed bytes with what a reader needs to report damage.
 //!
 //! A compressed file is first decoded once into nothing, in bounded memory, to check it
@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::byte_source::{byte_source, ByteSource};
+use super::gzip::Gzip;
 use super::lines::READ_BUFFER;
 use super::location::Location;
 use super::zstd::Zstd;
@@ -48,7 +49,7 @@ pub struct Integrity {
 }
 
 /// The registered codecs.
-const CODECS: &[&dyn Codec] = &[&Zstd];
+const CODECS: &[&dyn Codec] = &[&Zstd, &Gzip];
 
 /// The extension of a lowercase file name, as `Path::extension` finds it (none for a name
 /// that is only a dot and an extension).
@@ -212,6 +213,8 @@ mod tests {
         assert_eq!(zst("A.JSONL.ZST"), Some("zst"));
         assert_eq!(zst("s3://b/c/a.jsonl.zst"), Some("zst"));
         assert_eq!(zst("a.txt"), None);
+        assert_eq!(zst("c4/en/c4-train.00000-of-01024.json.gz"), Some("gz"));
+        assert_eq!(zst("s3://b/A.TXT.GZ"), Some("gz"));
         assert_eq!(
             zst(".zst"),
             None,
@@ -220,6 +223,10 @@ mod tests {
         assert_eq!(
             name_without_codec(&Location::parse("d/A.Jsonl.zst")),
             "a.jsonl"
+        );
+        assert_eq!(
+            name_without_codec(&Location::parse("s3://b/c4/x.json.gz")),
+            "x.json"
         );
     }
 
