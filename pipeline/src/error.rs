@@ -72,6 +72,14 @@ pub enum PipelineError {
         line: u64,
         field: String,
     },
+    /// An object store request failed (after its retries), or a store could not be built
+    /// from the environment. Never holds a credential.
+    #[error("{url}: {source}")]
+    ObjectStore {
+        url: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
     /// A pattern or path matched no file.
     #[error("no files match `{pattern}`")]
     NoFiles { pattern: String },

@@ -137,6 +137,7 @@ pub fn preprocess(
     progress: impl FnMut(Progress),
 ) -> Result<PreprocessReport> {
     let started = Instant::now();
+    crate::source::object_store::configure_retries(options.source.retry);
     if options.num_parts == 0 || options.part_index >= options.num_parts {
         return Err(PipelineError::InvalidConfig {
             field: "shard_index",

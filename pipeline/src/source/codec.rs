@@ -18,6 +18,7 @@ use super::byte_source::{byte_source, ByteSource};
 use super::gzip::Gzip;
 use super::lines::READ_BUFFER;
 use super::location::Location;
+use super::object_store::DownloadFailed;
 use super::zstd::Zstd;
 use crate::error::{PipelineError, Result};
 use crate::parallel::ordered_map;
@@ -115,13 +116,18 @@ pub(crate) struct Decoding {
 }
 
 impl Decoding {
-    /// What a failed read of the decompressed stream is.
+    /// What a failed read of the decompressed stream is: damage when the codec failed, a
+    /// read failure when the bytes could not be fetched (a download that failed after its
+    /// retries, which decoders pass through).
     pub fn failure(&self, source: io::Error) -> ReadFailure {
+        let fetch_failed = source
+            .get_ref()
+            .is_some_and(|inner| inner.is::<DownloadFailed>());
         match &self.compressed {
-            Some((count, codec)) => {
+            Some((count, codec)) if !fetch_failed => {
                 ReadFailure::Damaged(codec.error(&self.path, count.load(Ordering::Relaxed), source))
             }
-            None => ReadFailure::Io(PipelineError::Io {
+            _ => ReadFailure::Io(PipelineError::Io {
                 path: self.path.clone(),
                 source,
             }),

@@ -3,7 +3,8 @@
 //!
 //! A file goes through four layers, each behind a trait and in its own file:
 //!
-//! 1. a [`ByteSource`] (where the bytes come from: [`LocalFiles`] today), chosen by the
+//! 1. a [`ByteSource`] (where the bytes come from: [`LocalFiles`], or object storage and
+//!    HTTP(S) servers through [`object_store`]), chosen by the
 //!    file's [`Location`], which also expands glob patterns ([`expand_files`]);
 //! 2. a [`Codec`] (compression: [`zstd`], [`gzip`]), chosen by extension, which checks the whole
 //!    file before it is read ([`codec`]);
@@ -26,6 +27,7 @@ mod line_records;
 mod lines;
 pub mod local;
 pub mod location;
+pub mod object_store;
 pub mod reader;
 mod text;
 pub mod zstd;
@@ -120,6 +122,8 @@ pub struct SourceOptions {
     pub oversized_lines: OversizedLinePolicy,
     /// A chunk is emitted once its sentences hold this many bytes.
     pub chunk_bytes: usize,
+    /// How object storage and HTTP(S) requests are retried.
+    pub retry: object_store::RetrySettings,
 }
 
 impl SourceOptions {
@@ -132,6 +136,10 @@ impl SourceOptions {
             max_doc_bytes: config.max_doc_bytes,
             oversized_lines: config.oversized_lines,
             chunk_bytes: config.chunk_bytes,
+            retry: object_store::RetrySettings {
+                retries: config.io_retries,
+                timeout_s: config.io_retry_timeout_s,
+            },
         }
     }
 }
