@@ -213,3 +213,57 @@ fn an_http_source_is_listed_streamed_and_read_by_ranges() {
     let err = expand_files(&[format!("{}/public/nope.txt", server.endpoint())]).unwrap_err();
     assert!(err.to_string().contains("/public/nope.txt"), "{err}");
 }
+
+/// The pipeline reading the embedded corpus from the local S3 server against reading it
+/// from disk (a benchmark, not a test): `cargo test --release -p electra-pipeline --test
+/// object_store -- --ignored --nocapture s3_against_disk_throughput`.
+#[test]
+#[ignore]
+fn s3_against_disk_throughput() {
+    let server = MotoServer::start();
+    server.create_bucket("corpus");
+    let names = ["kjv.txt.zst", "moby_dick.txt.zst", "sotu.jsonl.zst"];
+    for name in names {
+        let bytes = std::fs::read(data(&format!("corpus/{name}"))).unwrap();
+        server.put("corpus", name, &bytes);
+    }
+    let _env = use_server(&server, ACCESS_KEY, SECRET_KEY);
+    let local: Vec<String> = names
+        .iter()
+        .map(|n| data(&format!("corpus/{n}")).display().to_string())
+        .collect();
+    let threads: usize = std::env::var("BENCH_THREADS").map_or(2, |t| t.parse().unwrap());
+    let run = |files: Vec<String>| {
+        let config = DataConfig {
+            threads,
+            epochs: Some(3),
+            on_bad_record: BadRecordPolicy::Skip,
+            ..config(files)
+        };
+        let started = std::time::Instant::now();
+        let mut tokens = 0usize;
+        for batch in Loader::new(&config, common::tokenizer(), 7).unwrap() {
+            tokens += batch.unwrap().real_tokens;
+        }
+        (tokens, started.elapsed().as_secs_f64())
+    };
+    let (mut disk, mut s3) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let (tokens_disk, t_disk) = run(local.clone());
+        let (tokens_s3, t_s3) = run(vec!["s3://corpus/*".into()]);
+        assert_eq!(tokens_disk, tokens_s3);
+        disk.push(tokens_disk as f64 / t_disk);
+        s3.push(tokens_s3 as f64 / t_s3);
+        println!(
+            "{tokens_disk} tokens, {threads} workers: disk {t_disk:.2}s ({:.0} tokens/s), s3 {t_s3:.2}s ({:.0} tokens/s), s3/disk {:.3}",
+            disk.last().unwrap(),
+            s3.last().unwrap(),
+            s3.last().unwrap() / disk.last().unwrap()
+        );
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("median s3/disk: {:.3}", median(&mut s3) / median(&mut disk));
+}
