@@ -52,16 +52,20 @@
 
 mod arrow_util;
 pub mod batch;
+pub mod bench_pipeline;
 pub mod bench_tokenize;
 pub mod block;
 pub mod config;
 pub mod corpus;
 pub mod error;
+pub mod inspect;
 pub mod loader;
 pub mod mask;
 pub mod pack;
 pub mod parallel;
 pub mod preprocess;
+pub mod report;
+pub mod resources;
 pub mod rng;
 pub mod shard;
 pub mod shard_stream;
@@ -72,11 +76,13 @@ pub mod train_tokenizer;
 
 pub use batch::{Batch, BatchShape, DataCursor};
 pub use block::{ChunkDocuments, ExampleRef, MaskedBlock};
-pub use config::{BadRecordPolicy, DataConfig, MaskStrategy, OversizedLinePolicy, SourceFormat};
+pub use config::{
+    BadRecordPolicy, DataConfig, DataExecution, MaskStrategy, OversizedLinePolicy, SourceFormat,
+};
 pub use error::{PipelineError, Result};
 pub use loader::{Loader, LoaderStart, LoaderStats};
 pub use mask::{Corruption, Masker, PositionSelector};
 pub use pack::Packer;
 pub use slice::DataSlice;
 pub use source::{expand_files, BadRecordCounts, DocumentChunk, DocumentReader};
-pub use tokenize::{SpecialTokens, TextTokenizer};
+pub use tokenize::{load_tokenizer, SpecialTokens, TextTokenizer};

@@ -187,7 +187,7 @@ impl Loader {
         slice.validate()?;
         config.validate()?;
         let shape = BatchShape::from_config(config, tokenizer.special().pad);
-        let tokenizer = tokenizer.with_fast_path(config.fast_tokenizer);
+        let tokenizer = tokenizer.with_fast_path(config.execution.fast_tokenizer);
         let stages = Stages::new(config, tokenizer, seed);
         let word_starts = stages.needs_word_starts();
         let corpus = open_corpus(config, stages.tokenizer(), seed, slice, word_starts)?;
@@ -222,7 +222,7 @@ impl Loader {
         }
         let (work_tx, work_rx) = bounded::<Work>(workers * 2);
         let (result_tx, result_rx) = bounded::<Message>(slots + workers + 1);
-        let (out_tx, out_rx) = bounded::<Result<Batch>>(config.prefetch);
+        let (out_tx, out_rx) = bounded::<Result<Batch>>(config.execution.prefetch);
         self.output = Some(out_rx);
 
         let feed = Feed {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use electra_pipeline::preprocess::{preprocess, PreprocessOptions};
 use electra_pipeline::source::SourceOptions;
-use electra_pipeline::{Batch, DataConfig, Loader, LoaderStart};
+use electra_pipeline::{Batch, DataConfig, DataExecution, Loader, LoaderStart};
 
 /// Moby Dick plus the first 25 State of the Union speeches as a second (JSONL) file, so a
 /// cursor can point into either file.
@@ -56,8 +56,11 @@ fn check_resume(config: &DataConfig, threads_after: usize) {
         full.len() - 1,
     ];
     let resumed_config = DataConfig {
-        threads: threads_after,
-        chunk_bytes: config.chunk_bytes / 2 + 1000,
+        execution: DataExecution {
+            threads: threads_after,
+            chunk_bytes: config.execution.chunk_bytes / 2 + 1000,
+            ..config.execution.clone()
+        },
         ..config.clone()
     };
     for k in cuts {
@@ -94,9 +97,12 @@ fn resuming_a_raw_corpus_continues_exactly_where_it_stopped() {
             .collect(),
         batch_size: 24,
         max_seq_len: 128,
-        threads: 1,
-        chunk_bytes: 64 << 10,
         epochs: Some(2),
+        execution: DataExecution {
+            threads: 1,
+            chunk_bytes: 64 << 10,
+            ..DataExecution::default()
+        },
         ..DataConfig::default()
     };
     check_resume(&config, 3);
@@ -127,10 +133,13 @@ fn resuming_shuffled_shards_continues_exactly_where_it_stopped() {
         files: vec![report.manifest.display().to_string()],
         batch_size: 24,
         max_seq_len: 128,
-        threads: 2,
         epochs: Some(2),
         shuffle: true,
         shuffle_window: 40,
+        execution: DataExecution {
+            threads: 2,
+            ..DataExecution::default()
+        },
         ..DataConfig::default()
     };
     check_resume(&config, 1);

@@ -130,7 +130,7 @@ impl SourceOptions {
             on_bad_record: config.on_bad_record,
             max_doc_bytes: config.max_doc_bytes,
             oversized_lines: config.oversized_lines,
-            chunk_bytes: config.chunk_bytes,
+            chunk_bytes: config.execution.chunk_bytes,
         }
     }
 }
