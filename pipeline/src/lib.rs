@@ -31,14 +31,14 @@
 //! [`PipelineError`]s that name the file and line or offset.
 //!
 //! ```
-//! use electra_pipeline::{DataConfig, Loader, TextTokenizer};
+//! use electra_pipeline::{DataConfig, DataExecution, Loader, TextTokenizer};
 //!
 //! let tokenizer = TextTokenizer::from_file("../data/tokenizer/bert-base-uncased/tokenizer.json")?;
 //! let config = DataConfig {
 //!     files: vec!["../data/corpus/moby_dick.txt.zst".into()],
 //!     batch_size: 4,
-//!     threads: 2,
 //!     epochs: Some(1),
+//!     execution: DataExecution { threads: 2, ..DataExecution::default() },
 //!     ..DataConfig::default()
 //! };
 //! let mut loader = Loader::new(&config, tokenizer, 42)?;
