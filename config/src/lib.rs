@@ -3,8 +3,8 @@
 //! rejected with their name. No libtorch: the data-only tools read it too.
 //!
 //! 1. [`RunConfig::load`]: the file is parsed, the [overrides](RunConfig::from_toml_str)
-//!    applied to the parsed table, and relative paths in `[data]` (`files`, `tokenizer`)
-//!    resolved against the config file's folder, so `configs/tiny.toml` can name
+//!    applied to the parsed table, and relative paths in `[data]` (`files`, `tokenizer`,
+//!    the `files` of `[[data.sources]]`) resolved against the config file's folder, so `configs/tiny.toml` can name
 //!    `../data/corpus/*.zst` from any working directory.
 //! 2. [`RunConfig::with_flags`]: command-line flags that replace keys ([`FlagOverrides`]),
 //!    then [`RunConfig::validate`]: combinations serde cannot check.
@@ -208,6 +208,9 @@ impl RunConfig {
             }
         };
         self.data.files = self.data.files.iter().map(|f| resolve(f)).collect();
+        for source in &mut self.data.sources {
+            source.files = source.files.iter().map(|f| resolve(f)).collect();
+        }
         self.data.tokenizer = resolve(&self.data.tokenizer);
     }
 

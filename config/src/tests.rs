@@ -79,6 +79,36 @@ fn relative_data_paths_resolve_against_the_config_folder() {
 }
 
 #[test]
+fn mixture_sources_parse_resolve_their_paths_and_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    let toml = "[data]\n\
+        [[data.sources]]\nname = \"books\"\nfiles = [\"books/*.zst\"]\nweight = 0.7\nepochs = 2\n\
+        [[data.sources]]\nfiles = [\"/abs/web\"]\nweight = 0.3\ntokens = 5000\n";
+    std::fs::write(&path, toml).unwrap();
+    let cfg = RunConfig::load(&path, &[]).unwrap();
+    let sources = &cfg.data.sources;
+    assert_eq!(sources.len(), 2);
+    assert_eq!(
+        sources[0].files[0],
+        dir.path().join("books/*.zst").display().to_string()
+    );
+    assert_eq!(
+        (sources[0].epochs, sources[1].tokens),
+        (Some(2), Some(5000))
+    );
+    assert_eq!(cfg.data.source_names(), ["books", "source-1"]);
+    let back = RunConfig::from_toml_str(&cfg.to_toml().unwrap(), &[], "resolved").unwrap();
+    assert_eq!(cfg, back);
+    let mut other = cfg.clone();
+    other.data.sources[1].weight = 0.4;
+    assert_eq!(
+        cfg.resume_differences(&other).unwrap(),
+        vec!["data.sources".to_string()]
+    );
+}
+
+#[test]
 fn a_resumed_run_may_switch_the_fast_tokenizer_path_but_not_the_tokenizer() {
     let saved = RunConfig::default();
     let mut resumed = saved.clone();
