@@ -52,9 +52,8 @@ pub struct PretrainArgs {
     pub no_progress: bool,
     /// Continue the run in --run-dir from its newest complete checkpoint (weights,
     /// optimizer, data position, counters). The config must be the same experiment: only
-    /// its execution keys (loader threads, prefetch, chunk_bytes, verify_shards,
-    /// fast_tokenizer; max_steps, log_every, max_bad_steps; [checkpoint]; [dist] but
-    /// data_slices) may change.
+    /// the keys of how a run executes (loader threads, max_steps, logging, [checkpoint],
+    /// the collective; docs/configuration.md marks them) may change.
     #[arg(long)]
     pub resume: bool,
 }
