@@ -174,6 +174,8 @@ fn the_execution_keys_are_those_of_the_execution_parts() {
         "data.chunk_bytes",
         "data.verify_shards",
         "data.fast_tokenizer",
+        "data.io_retries",
+        "data.io_retry_timeout_s",
         "train.max_steps",
         "train.log_every",
         "train.max_bad_steps",
@@ -186,7 +188,7 @@ fn the_execution_keys_are_those_of_the_execution_parts() {
     ] {
         assert!(keys.contains(&key.to_string()), "{key} in {keys:?}");
     }
-    assert_eq!(keys.len(), 14, "{keys:?}");
+    assert_eq!(keys.len(), 16, "{keys:?}");
 }
 
 #[test]
@@ -199,6 +201,8 @@ fn a_resumed_run_may_change_every_execution_key_and_no_experiment_key() {
         chunk_bytes: 1000,
         verify_shards: false,
         fast_tokenizer: false,
+        io_retries: 3,
+        io_retry_timeout_s: 9.5,
     };
     resumed.train.execution = TrainExecution {
         max_steps: Some(3),

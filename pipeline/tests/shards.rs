@@ -267,6 +267,8 @@ fn bad_shards_and_manifests_are_refused_with_their_path() {
         files: vec![report.manifest.display().to_string()],
         batch_size: 8,
         shuffle: false,
+        // One pass: a check that stops refusing fails the test instead of hanging it.
+        epochs: Some(1),
         execution: DataExecution {
             threads: 1,
             ..DataExecution::default()

@@ -37,7 +37,7 @@ pub const MIN_SEQ_LEN: usize = 8;
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceFormat {
-    /// By extension: `.jsonl`/`.json`/`.ndjson` (optionally `.zst`) are JSONL, everything
+    /// By extension: `.jsonl`/`.json`/`.ndjson` (optionally `.zst` or `.gz`) are JSONL, everything
     /// else plain text.
     #[default]
     Auto,
@@ -59,7 +59,7 @@ pub enum MaskStrategy {
 }
 
 /// What to do with a bad record (invalid UTF-8, malformed JSON, oversized line, corrupt
-/// zstd stream).
+/// zstd or gzip stream).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum BadRecordPolicy {
@@ -165,7 +165,7 @@ pub struct DataConfig {
 
 /// How the loader computes a run's batches: the same batches for any value of these, so a
 /// resumed run may change them. Keys of `[data]` in TOML.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct DataExecution {
     /// Worker threads; 0 means the available parallelism. Default: 0.
@@ -182,6 +182,12 @@ pub struct DataExecution {
     /// `preprocess` writes byte-identical shards. Other tokenizers always run the crate.
     /// Default: true.
     pub fast_tokenizer: bool,
+    /// Object storage and HTTP(S) files: retries of a failed request (with exponential
+    /// backoff; a download that breaks off resumes where it stopped). Default: 10.
+    pub io_retries: usize,
+    /// Object storage and HTTP(S) files: no retry starts this many seconds after a
+    /// request's first attempt. Default: 180.
+    pub io_retry_timeout_s: f64,
 }
 
 /// One corpus of a mixture (`[[data.sources]]`).
@@ -255,6 +261,8 @@ impl Default for DataExecution {
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             verify_shards: true,
             fast_tokenizer: true,
+            io_retries: crate::source::object_store::DEFAULT_IO_RETRIES,
+            io_retry_timeout_s: crate::source::object_store::DEFAULT_IO_RETRY_TIMEOUT_S,
         }
     }
 }
@@ -324,6 +332,17 @@ impl DataConfig {
         }
         if self.batch_size == 0 {
             return Err(invalid("batch_size", "must be at least 1"));
+        }
+        if !(self.execution.io_retry_timeout_s.is_finite()
+            && self.execution.io_retry_timeout_s >= 0.0)
+        {
+            return Err(invalid(
+                "io_retry_timeout_s",
+                format!(
+                    "{} is not a number of seconds",
+                    self.execution.io_retry_timeout_s
+                ),
+            ));
         }
         if self.max_predictions_per_seq == Some(0) {
             return Err(invalid("max_predictions_per_seq", "must be at least 1"));
