@@ -2,6 +2,8 @@
 //! pipeline` reports the tokenizer paths, the whole pipeline and the zstd-decode limit in
 //! one run; `preprocess` writes shards that `inspect` describes.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 use std::process::Command;
 
