@@ -1,6 +1,6 @@
-//! Links test binaries and executables of this crate against the libtorch that `torch-sys`
-//! found, with an rpath so they run without `LD_LIBRARY_PATH`, and keeps `libtorch_cuda`
-//! linked (the linker would drop it as unused, and CUDA kernels would never register).
+//! Links test binaries of this crate against the libtorch that `torch-sys` found
+//! (`libtorch_link.rs`: an rpath so they run without `LD_LIBRARY_PATH`, `libtorch_cuda`
+//! kept linked so CUDA kernels register).
 //!
 //! Compiles the c10d shim (`csrc/`): the TCPStore part always, the ProcessGroupNCCL part when
 //! libtorch has CUDA and the NCCL and CUDA headers are found (then `cfg(electra_nccl)`).
@@ -11,9 +11,11 @@
 
 use std::path::{Path, PathBuf};
 
+include!("libtorch_link.rs");
+
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(electra_nccl)");
-    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    println!("cargo:rerun-if-changed=libtorch_link.rs");
     println!("cargo:rerun-if-env-changed=ELECTRA_CUDA_INCLUDE");
     println!("cargo:rerun-if-env-changed=ELECTRA_NO_NCCL");
     for file in [
@@ -25,15 +27,7 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed=csrc/{file}");
     }
-    let lib = libtorch_lib();
-    println!("cargo:rustc-link-search=native={}", lib.display());
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    let has_cuda = lib.join("libtorch_cuda.so").exists();
-    if has_cuda {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-        println!("cargo:rustc-link-arg=-ltorch_cuda");
-        println!("cargo:rustc-link-arg=-Wl,--as-needed");
-    }
+    let (lib, has_cuda) = link_libtorch();
 
     let torch_root = lib.parent().unwrap_or(&lib).to_path_buf();
     let torch_include = vec![
@@ -66,43 +60,6 @@ fn main() {
             "cargo:warning=libtorch has CUDA but {missing} was not found: building without \
              the NCCL backend (install nvidia-cuda-cccl and nvidia-cuda-crt, or set \
              ELECTRA_CUDA_INCLUDE)"
-        ),
-    }
-}
-
-/// `DEP_TCH_LIBTORCH_LIB` (torch-sys's libtorch), or, when that folder is gone (a target
-/// folder shared with a deleted checkout keeps torch-sys's old answer), the torch of
-/// `$PYTHON` (default `python3` on PATH, the project's `.venv` under `make`).
-fn libtorch_lib() -> PathBuf {
-    println!("cargo:rerun-if-env-changed=PYTHON");
-    let from_torch_sys = std::env::var("DEP_TCH_LIBTORCH_LIB").map(PathBuf::from);
-    if let Ok(lib) = &from_torch_sys {
-        if lib.join("libc10.so").exists() {
-            return lib.clone();
-        }
-    }
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let found = std::process::Command::new(&python)
-        .args([
-            "-c",
-            "import os, torch; print(os.path.dirname(torch.__file__))",
-        ])
-        .output()
-        .ok()
-        .filter(|out| out.status.success())
-        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("lib"))
-        .filter(|lib| lib.join("libc10.so").exists());
-    match found {
-        Some(lib) => {
-            println!(
-                "cargo:warning=torch-sys's libtorch folder {:?} is gone; using {} (from {python})",
-                from_torch_sys.ok(),
-                lib.display()
-            );
-            lib
-        }
-        None => panic!(
-            "no libtorch: DEP_TCH_LIBTORCH_LIB is {from_torch_sys:?} and {python} has no torch"
         ),
     }
 }

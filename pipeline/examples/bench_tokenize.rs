@@ -35,12 +35,7 @@ struct Args {
 }
 
 fn args() -> Result<Args, BoxError> {
-    let mut options = TokenizeBenchOptions {
-        files: Vec::new(),
-        sample_bytes: 8 << 20,
-        min_seconds: 3.0,
-        pipeline_seconds: 10.0,
-    };
+    let mut options = TokenizeBenchOptions::default();
     let (mut tokenizers, mut other_models) = (Vec::new(), false);
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -152,7 +147,9 @@ fn print(path: &Path, r: &TokenizeBench) {
     if let Some(p) = &r.pipeline_crate {
         println!("  pipeline, crate       {}", rate(p));
     }
-    let s = &r.crate_stages;
+    let Some(s) = &r.crate_stages else {
+        return;
+    };
     let share = |x: f64| 100.0 * x / s.encode_fast;
     println!(
         "  crate time per pass   encode_fast {:.3}s = normalize {:.0}% + pre-tokenize {:.0}% + model {:.0}% + rest {:.0}%",

@@ -14,7 +14,7 @@ use tokenizers::{
     PreTokenizer,
 };
 
-use crate::config::DataConfig;
+use crate::config::{DataConfig, DataExecution};
 use crate::error::{PipelineError, Result};
 use crate::loader::Loader;
 use crate::source::{sentences, DocumentReader, SourceOptions};
@@ -25,12 +25,34 @@ use crate::tokenize::TextTokenizer;
 pub struct TokenizeBenchOptions {
     /// Corpus files (plain text or JSONL, zstd or not).
     pub files: Vec<PathBuf>,
+    /// How they are read.
+    pub source: SourceOptions,
     /// Sentences are read up to this many bytes of text.
     pub sample_bytes: u64,
-    /// Each timing repeats its pass over the sample until this long has passed.
+    /// Each timing repeats its pass over the sample until this long has passed (0: one
+    /// pass).
     pub min_seconds: f64,
     /// Also run the whole live pipeline (one worker) for this long; 0 skips it.
     pub pipeline_seconds: f64,
+    /// Also time the tokenizer as given on this many threads at once, when above 1.
+    pub threads: usize,
+    /// Also split the crate's time by stage ([`CrateStages`]; three rounds over 2 MB).
+    pub crate_stages: bool,
+}
+
+impl Default for TokenizeBenchOptions {
+    /// 8 MB of text, 3 s per timing, 10 s of pipeline, one thread, the crate's stages.
+    fn default() -> Self {
+        Self {
+            files: Vec::new(),
+            source: SourceOptions::default(),
+            sample_bytes: 8 << 20,
+            min_seconds: 3.0,
+            pipeline_seconds: 10.0,
+            threads: 1,
+            crate_stages: true,
+        }
+    }
 }
 
 /// Tokens per second of one way of tokenizing the sample.
@@ -75,13 +97,18 @@ pub struct TokenizeBench {
     pub fast: Option<Rate>,
     /// The `tokenizers` crate as the pipeline calls it with the fast path off.
     pub crate_path: Rate,
+    /// The tokenizer as given (the fast path when it has one) on
+    /// [`TokenizeBenchOptions::threads`] threads at once, thread `t` encoding sentences
+    /// `t, t + threads, ...`: how far this machine scales the tokenizer alone. When
+    /// `threads` is above 1.
+    pub on_threads: Option<Rate>,
     /// The whole live pipeline (reader, one worker, batcher) with the tokenizer as given,
     /// if it was run.
     pub pipeline: Option<Rate>,
     /// The same with the fast path off, if it was run and the tokenizer has one.
     pub pipeline_crate: Option<Rate>,
-    /// The crate's time split by stage.
-    pub crate_stages: CrateStages,
+    /// The crate's time split by stage, when asked for.
+    pub crate_stages: Option<CrateStages>,
 }
 
 impl TokenizeBench {
@@ -89,6 +116,16 @@ impl TokenizeBench {
     pub fn speedup(&self) -> Option<f64> {
         self.fast
             .map(|f| f.tokens_per_sec / self.crate_path.tokens_per_sec.max(1e-9))
+    }
+
+    /// The tokenizer as given on one thread: the fast path when it has one, else the crate.
+    pub fn as_given(&self) -> Rate {
+        self.fast.unwrap_or(self.crate_path)
+    }
+
+    /// `rate` as a fraction of zstd decoding alone: how close it comes to the limit.
+    pub fn of_zstd_decode(&self, rate: f64) -> f64 {
+        rate / self.zstd_decode.tokens_per_sec.max(1e-9)
     }
 }
 
@@ -109,7 +146,11 @@ fn timed(min_seconds: f64, mut pass: impl FnMut() -> Result<u64>) -> Result<Rate
     }
 }
 
-fn encode_all(tokenizer: &TextTokenizer, sample: &[String]) -> Result<u64> {
+/// Encodes `sample`'s sentences one by one as the pipeline does; the tokens.
+fn encode_all<'a>(
+    tokenizer: &TextTokenizer,
+    sample: impl IntoIterator<Item = &'a String>,
+) -> Result<u64> {
     let (mut ids, mut starts) = (Vec::new(), Vec::new());
     let mut tokens = 0;
     for s in sample {
@@ -120,10 +161,41 @@ fn encode_all(tokenizer: &TextTokenizer, sample: &[String]) -> Result<u64> {
     Ok(tokens)
 }
 
+/// One pass over `sample` on `threads` threads at once, thread `t` encoding sentences
+/// `t, t + threads, ...`.
+fn encode_on_threads(tokenizer: &TextTokenizer, sample: &[String], threads: usize) -> Result<Rate> {
+    let started = Instant::now();
+    let counts = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || encode_all(tokenizer, sample.iter().skip(t).step_by(threads)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(PipelineError::WorkerPanicked {
+                        thread: "bench tokenizer".into(),
+                        message: "while encoding the sample".into(),
+                    })
+                })
+            })
+            .collect::<Result<Vec<u64>>>()
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    let tokens = counts.iter().sum();
+    Ok(Rate {
+        tokens,
+        seconds,
+        tokens_per_sec: tokens as f64 / seconds.max(1e-9),
+    })
+}
+
 fn read_sample(options: &TokenizeBenchOptions) -> Result<Vec<String>> {
     let mut sample = Vec::new();
     let mut bytes = 0u64;
-    for chunk in DocumentReader::new(options.files.clone(), SourceOptions::default())? {
+    for chunk in DocumentReader::new(options.files.clone(), options.source.clone())? {
         for s in sentences(&chunk?.batch) {
             bytes += s.len() as u64;
             sample.push(s);
@@ -240,8 +312,11 @@ const STAGE_SAMPLE_BYTES: usize = 2 << 20;
 fn pipeline(tokenizer: &TextTokenizer, files: &[PathBuf], seconds: f64) -> Result<Rate> {
     let config = DataConfig {
         files: files.iter().map(|f| f.display().to_string()).collect(),
-        threads: 1,
         epochs: None,
+        execution: DataExecution {
+            threads: 1,
+            ..DataExecution::default()
+        },
         ..DataConfig::default()
     };
     let mut loader = Loader::new(&config, tokenizer.clone(), 42)?;
@@ -264,7 +339,8 @@ fn pipeline(tokenizer: &TextTokenizer, files: &[PathBuf], seconds: f64) -> Resul
 }
 
 /// Measures `tokenizer` on a sample of `options.files`, everything on this thread (the
-/// pipeline figure uses its own reader, worker and batcher threads).
+/// pipeline figure uses its own reader, worker and batcher threads, the threads figure its
+/// own threads).
 pub fn bench_tokenize(
     tokenizer: &TextTokenizer,
     options: &TokenizeBenchOptions,
@@ -272,7 +348,11 @@ pub fn bench_tokenize(
     let sample = read_sample(options)?;
     let text_bytes: u64 = sample.iter().map(|s| s.len() as u64).sum();
     let slow = tokenizer.clone().with_fast_path(false);
-    let tokens = encode_all(&slow, &sample)?;
+    let mut tokens = 0;
+    let crate_path = timed(options.min_seconds, || {
+        tokens = encode_all(&slow, &sample)?;
+        Ok(tokens)
+    })?;
     let tokens_per_byte = tokens as f64 / text_bytes.max(1) as f64;
     let zstd_decode = timed(options.min_seconds, || {
         Ok((zstd_decode(&options.files)? as f64 * tokens_per_byte) as u64)
@@ -284,7 +364,9 @@ pub fn bench_tokenize(
     } else {
         None
     };
-    let crate_path = timed(options.min_seconds, || encode_all(&slow, &sample))?;
+    let on_threads = (options.threads > 1)
+        .then(|| encode_on_threads(tokenizer, &sample, options.threads))
+        .transpose()?;
     let run_pipeline = |t: &TextTokenizer| {
         (options.pipeline_seconds > 0.0)
             .then(|| pipeline(t, &options.files, options.pipeline_seconds))
@@ -302,9 +384,13 @@ pub fn bench_tokenize(
         zstd_decode,
         fast,
         crate_path,
+        on_threads,
         pipeline,
         pipeline_crate,
-        crate_stages: crate_stages(tokenizer, stage_sample(&sample))?,
+        crate_stages: options
+            .crate_stages
+            .then(|| crate_stages(tokenizer, stage_sample(&sample)))
+            .transpose()?,
     })
 }
 
@@ -324,6 +410,8 @@ mod tests {
             sample_bytes: 20_000,
             min_seconds: 0.0,
             pipeline_seconds: 0.0,
+            threads: 2,
+            ..TokenizeBenchOptions::default()
         };
         let report = bench_tokenize(&tokenizer, &options).unwrap();
         assert!(
@@ -333,11 +421,12 @@ mod tests {
         let fast = report.fast.unwrap();
         assert_eq!(fast.tokens, report.tokens, "one pass, the same tokens");
         assert_eq!(report.crate_path.tokens, report.tokens);
+        assert_eq!(report.on_threads.unwrap().tokens, report.tokens);
         assert!(
             report.zstd_decode.tokens > report.tokens,
             "the whole book is decoded, the sample is its first chunk"
         );
-        let s = report.crate_stages;
+        let s = report.crate_stages.unwrap();
         for seconds in [s.normalize, s.pre_tokenize, s.model, s.encode_fast] {
             assert!(seconds > 0.0 && seconds.is_finite(), "{s:?}");
         }

@@ -34,14 +34,14 @@
 //! [`PipelineError`]s that name the file and line or offset.
 //!
 //! ```
-//! use electra_pipeline::{DataConfig, Loader, TextTokenizer};
+//! use electra_pipeline::{DataConfig, DataExecution, Loader, TextTokenizer};
 //!
 //! let tokenizer = TextTokenizer::from_file("../data/tokenizer/bert-base-uncased/tokenizer.json")?;
 //! let config = DataConfig {
 //!     files: vec!["../data/corpus/moby_dick.txt.zst".into()],
 //!     batch_size: 4,
-//!     threads: 2,
 //!     epochs: Some(1),
+//!     execution: DataExecution { threads: 2, ..DataExecution::default() },
 //!     ..DataConfig::default()
 //! };
 //! let mut loader = Loader::new(&config, tokenizer, 42)?;
@@ -55,17 +55,21 @@
 
 mod arrow_util;
 pub mod batch;
+pub mod bench_pipeline;
 pub mod bench_tokenize;
 pub mod block;
 pub mod config;
 pub mod corpus;
 pub mod cursor;
 pub mod error;
+pub mod inspect;
 pub mod loader;
 pub mod mask;
 pub mod pack;
 pub mod parallel;
 pub mod preprocess;
+pub mod report;
+pub mod resources;
 pub mod rng;
 pub mod shard;
 pub mod shard_stream;
@@ -77,7 +81,8 @@ pub mod train_tokenizer;
 pub use batch::{Batch, BatchShape};
 pub use block::{ChunkDocuments, ExampleRef, MaskedBlock};
 pub use config::{
-    BadRecordPolicy, DataConfig, MaskStrategy, OversizedLinePolicy, SourceConfig, SourceFormat,
+    BadRecordPolicy, DataConfig, DataExecution, MaskStrategy, OversizedLinePolicy, SourceConfig,
+    SourceFormat,
 };
 pub use cursor::{DataCursor, MixtureCursor, SourceCursor, StreamPosition};
 pub use error::{PipelineError, Result};
@@ -86,4 +91,4 @@ pub use mask::{Corruption, Masker, PositionSelector};
 pub use pack::Packer;
 pub use slice::DataSlice;
 pub use source::{expand_files, BadRecordCounts, DocumentChunk, DocumentReader};
-pub use tokenize::{SpecialTokens, TextTokenizer};
+pub use tokenize::{load_tokenizer, SpecialTokens, TextTokenizer};

@@ -186,7 +186,7 @@ impl Loader {
         slice.validate()?;
         config.validate()?;
         let shape = BatchShape::from_config(config, tokenizer.special().pad);
-        let tokenizer = tokenizer.with_fast_path(config.fast_tokenizer);
+        let tokenizer = tokenizer.with_fast_path(config.execution.fast_tokenizer);
         let stages = Stages::new(config, tokenizer, seed);
         let word_starts = stages.needs_word_starts();
         let corpus = open_corpus(config, stages.tokenizer(), seed, slice, word_starts)?;
@@ -220,7 +220,7 @@ impl Loader {
         let mixture = start_mixture(&start.cursor, sources)?;
         let (work_tx, work_rx) = bounded::<Work>(workers * 2);
         let (result_tx, result_rx) = bounded::<Message>(slots * sources + workers + sources);
-        let (out_tx, out_rx) = bounded::<Result<Batch>>(config.prefetch);
+        let (out_tx, out_rx) = bounded::<Result<Batch>>(config.execution.prefetch);
         self.output = Some(out_rx);
 
         let mut slot_senders = Vec::with_capacity(sources);

@@ -12,6 +12,15 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::error::{PipelineError, Result};
 
+/// `threads`, or the available parallelism when it is 0.
+pub fn thread_count(threads: usize) -> usize {
+    if threads > 0 {
+        threads
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
+
 /// Items in flight per worker.
 const IN_FLIGHT_PER_THREAD: usize = 4;
 

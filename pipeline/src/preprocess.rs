@@ -25,6 +25,7 @@ use electra_schemas::SCHEMA_VERSION;
 use crate::config::{BadRecordPolicy, OversizedLinePolicy};
 use crate::error::{PipelineError, Result};
 use crate::parallel::ordered_map;
+use crate::report::{mb, Rows};
 use electra_fsutil::file_sha256;
 
 use crate::shard::{read_manifest, shard_name, write_manifest, ShardWriter, ShardWriterOptions};
@@ -36,7 +37,7 @@ use crate::tokenize::TextTokenizer;
 
 mod merge;
 
-pub use merge::{merge_manifests, part_shard_name};
+pub use merge::{default_merged_manifest, merge, merge_manifests, part_shard_name, MergeReport};
 
 /// What to preprocess and how.
 #[derive(Debug, Clone)]
@@ -51,7 +52,7 @@ pub struct PreprocessOptions {
     pub out_dir: PathBuf,
     /// Documents per shard.
     pub rows_per_shard: u64,
-    /// Tokenizer threads.
+    /// Tokenizer threads ([`crate::parallel::thread_count`] gives 0 a meaning).
     pub threads: usize,
     /// How files are read.
     pub source: SourceOptions,
@@ -87,6 +88,10 @@ pub struct PreprocessReport {
     pub manifest: PathBuf,
     /// Wall time.
     pub seconds: f64,
+    /// Tokenizer threads.
+    pub threads: usize,
+    /// Peak resident memory of the process.
+    pub peak_rss_bytes: u64,
 }
 
 /// The manifest file name of part `index` of `parts`.
@@ -194,6 +199,7 @@ pub fn preprocess(
         input_bytes: part.input_bytes,
         shards_kept: resume.shards_kept,
         manifest: out.manifest.clone(),
+        threads: options.threads,
         ..PreprocessReport::default()
     };
     if already_complete {
@@ -212,7 +218,34 @@ pub fn preprocess(
     report.tokens = manifest.tokens();
     report.shard_bytes = manifest.shards.iter().map(|s| s.bytes).sum();
     report.seconds = started.elapsed().as_secs_f64();
+    report.peak_rss_bytes = crate::resources::peak_rss_bytes();
     Ok(report)
+}
+
+impl std::fmt::Display for PreprocessReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut rows = Rows::new(f, 22);
+        let seconds = self.seconds.max(1e-9);
+        rows.row("manifest", self.manifest.display())?;
+        rows.row("input files", self.files)?;
+        rows.row("input MB (compressed)", mb(self.input_bytes))?;
+        let shards = format!("{} kept, {} written", self.shards_kept, self.shards_written);
+        rows.row("shards", shards)?;
+        rows.row("documents", self.rows)?;
+        rows.row("tokens", self.tokens)?;
+        rows.row("shard MB", mb(self.shard_bytes))?;
+        rows.row("seconds", format!("{:.1}", self.seconds))?;
+        rows.row("tokens/s", format!("{:.0}", self.tokens as f64 / seconds))?;
+        rows.row("text MB tokenized", mb(self.text_bytes))?;
+        let text_mb_per_sec = self.text_bytes as f64 / 1e6 / seconds;
+        let per_thread = text_mb_per_sec / self.threads.max(1) as f64;
+        rows.row(
+            "text MB/s",
+            format!("{text_mb_per_sec:.2} ({per_thread:.2} per thread)"),
+        )?;
+        rows.row("bad records skipped", self.bad_records.total())?;
+        rows.row("peak RSS MB", mb(self.peak_rss_bytes))
+    }
 }
 
 /// Where a part writes: its manifest and the prefix of its shard names.

@@ -17,7 +17,11 @@ use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{AddedToken, DecoderWrapper, ModelWrapper, Tokenizer};
 
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
 use crate::error::{PipelineError, Result};
+use crate::source::{expand_files, sentences, DocumentReader, SourceOptions};
 
 /// The special tokens, in id order.
 pub const SPECIAL_TOKENS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
@@ -175,6 +179,116 @@ where
         tokenizer.with_decoder(Some(DecoderWrapper::from(WordPieceDecoder::default())));
     }
     Ok(tokenizer)
+}
+
+/// A tokenizer to train from corpus files into a `tokenizer.json`.
+#[derive(Debug, Clone)]
+pub struct TokenizerJob {
+    /// Corpus files or globs (plain text or JSONL, zstd or not).
+    pub inputs: Vec<String>,
+    /// JSONL field holding the text.
+    pub text_field: String,
+    /// The `tokenizer.json` written (its folder is created).
+    pub out: PathBuf,
+    /// What to train.
+    pub options: TokenizerTrainOptions,
+}
+
+/// What `train-tokenizer` wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrainedTokenizer {
+    /// The `tokenizer.json`.
+    pub out: PathBuf,
+    /// Its subword model, in words (`WordPiece`, `Bpe`, `Unigram`).
+    pub model: String,
+    /// Its vocabulary, special tokens included.
+    pub vocab_size: usize,
+    /// Training time.
+    pub seconds: f64,
+}
+
+/// Trains on the sentences of `job.inputs`, streamed, and writes `job.out`. A read error
+/// stops training and is returned.
+pub fn train_tokenizer_files(job: &TokenizerJob) -> Result<TrainedTokenizer> {
+    let source = SourceOptions {
+        text_field: job.text_field.clone(),
+        ..SourceOptions::default()
+    };
+    let reader = DocumentReader::new(expand_files(&job.inputs)?, source)?;
+    let mut read_error = None;
+    let sentences = SentenceIter {
+        reader,
+        pending: Vec::new().into_iter(),
+        error: &mut read_error,
+    };
+    let started = Instant::now();
+    let tokenizer = train_tokenizer(sentences, &job.options)?;
+    if let Some(e) = read_error {
+        return Err(e);
+    }
+    save(&tokenizer, &job.out)?;
+    Ok(TrainedTokenizer {
+        out: job.out.clone(),
+        model: format!("{:?}", job.options.model),
+        vocab_size: tokenizer.get_vocab_size(true),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Writes `tokenizer` to `out`, creating its folder.
+fn save(tokenizer: &Tokenizer, out: &Path) -> Result<()> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| PipelineError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    tokenizer
+        .save(out, true)
+        .map_err(|source| PipelineError::Tokenizer {
+            path: out.to_path_buf(),
+            source,
+        })
+}
+
+/// Sentences of a document stream, as owned strings; a read error stops the stream and is
+/// kept for the caller.
+struct SentenceIter<'a> {
+    reader: DocumentReader,
+    pending: std::vec::IntoIter<String>,
+    error: &'a mut Option<PipelineError>,
+}
+
+impl Iterator for SentenceIter<'_> {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        loop {
+            if let Some(s) = self.pending.next() {
+                return Some(s);
+            }
+            match self.reader.next()? {
+                Ok(chunk) => self.pending = sentences(&chunk.batch).into_iter(),
+                Err(e) => {
+                    *self.error = Some(e);
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for TrainedTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{}: {}, {} tokens, trained in {:.1} s",
+            self.out.display(),
+            self.model,
+            self.vocab_size,
+            self.seconds
+        )
+    }
 }
 
 #[cfg(test)]

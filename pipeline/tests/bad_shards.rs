@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use electra_pipeline::preprocess::preprocess;
 use electra_pipeline::shard::{read_manifest, write_manifest, ShardChecks, ShardReader};
 use electra_pipeline::source::SourceOptions;
-use electra_pipeline::{DataConfig, Loader, PipelineError};
+use electra_pipeline::{DataConfig, DataExecution, Loader, PipelineError};
 
 /// A one-file job (moby_dick, 135 documents in 3 shards), its manifest and a config
 /// that trains from it.
@@ -35,9 +35,12 @@ fn fixture() -> Fixture {
     let config = DataConfig {
         files: vec![report.manifest.display().to_string()],
         batch_size: 8,
-        threads: 2,
         epochs: Some(1),
         shuffle: false,
+        execution: DataExecution {
+            threads: 2,
+            ..DataExecution::default()
+        },
         ..DataConfig::default()
     };
     Fixture {
@@ -120,7 +123,10 @@ fn a_truncated_shard_is_refused_naming_it_with_or_without_verification() {
     assert!(err.contains(name) && err.contains("sha256"), "{err}");
     // Off: the size the manifest records differs.
     let unverified = DataConfig {
-        verify_shards: false,
+        execution: DataExecution {
+            verify_shards: false,
+            ..f.config.execution.clone()
+        },
         ..f.config.clone()
     };
     let err = f.first_error(&unverified).to_string();

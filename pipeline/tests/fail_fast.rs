@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use electra_pipeline::preprocess::{preprocess, PreprocessOptions};
 use electra_pipeline::source::SourceOptions;
-use electra_pipeline::{BadRecordCounts, BadRecordPolicy, DataConfig, Loader, PipelineError};
+use electra_pipeline::{
+    BadRecordCounts, BadRecordPolicy, DataConfig, DataExecution, Loader, PipelineError,
+};
 
 /// A good plain-text file of many documents, then a zstd file cut in half after many
 /// documents of its own: a reader reaches the damage only after thousands of examples.
@@ -67,9 +69,12 @@ fn config(files: &[&Path], policy: BadRecordPolicy) -> DataConfig {
     DataConfig {
         files: files.iter().map(|f| f.display().to_string()).collect(),
         on_bad_record: policy,
-        threads: 2,
         batch_size: 16,
         epochs: Some(1),
+        execution: DataExecution {
+            threads: 2,
+            ..DataExecution::default()
+        },
         ..DataConfig::default()
     }
 }

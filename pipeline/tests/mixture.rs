@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use electra_pipeline::corpus::source_seed;
 use electra_pipeline::preprocess::preprocess;
 use electra_pipeline::{
-    Batch, DataConfig, DataCursor, DataSlice, Loader, LoaderStart, MixtureCursor, PipelineError,
-    SourceConfig, SourceCursor,
+    Batch, DataConfig, DataCursor, DataExecution, DataSlice, Loader, LoaderStart, MixtureCursor,
+    PipelineError, SourceConfig, SourceCursor,
 };
 
 const SEED: u64 = 7;
@@ -78,8 +78,11 @@ fn embedded_mixture() -> DataConfig {
         ],
         batch_size: 100,
         max_seq_len: 32,
-        threads: 2,
-        chunk_bytes: 16 << 10,
+        execution: DataExecution {
+            threads: 2,
+            chunk_bytes: 16 << 10,
+            ..DataExecution::default()
+        },
         ..DataConfig::default()
     }
 }
@@ -181,9 +184,12 @@ fn finite_mixture(dir: &Path) -> (DataConfig, Vec<PathBuf>) {
         sources,
         batch_size: 10,
         max_seq_len: 64,
-        threads: 2,
-        chunk_bytes: 8 << 10,
         shuffle_window: 4,
+        execution: DataExecution {
+            threads: 2,
+            chunk_bytes: 8 << 10,
+            ..DataExecution::default()
+        },
         ..DataConfig::default()
     };
     (config, paths)
@@ -264,8 +270,11 @@ fn check_resume(config: &DataConfig, slice: DataSlice) {
     let full = load(config, slice, LoaderStart::default(), usize::MAX);
     assert!(full.len() > 10, "{} batches", full.len());
     let resumed_config = DataConfig {
-        threads: 3,
-        chunk_bytes: 3 << 10,
+        execution: DataExecution {
+            threads: 3,
+            chunk_bytes: 3 << 10,
+            ..config.execution.clone()
+        },
         ..config.clone()
     };
     let n = full.len();
@@ -337,7 +346,10 @@ fn a_mixture_is_the_same_for_any_thread_count_and_chunk_size() {
     let (config, _) = finite_mixture(dir.path());
     let one = load(
         &DataConfig {
-            threads: 1,
+            execution: DataExecution {
+                threads: 1,
+                ..config.execution.clone()
+            },
             ..config.clone()
         },
         DataSlice::WHOLE,
@@ -346,8 +358,11 @@ fn a_mixture_is_the_same_for_any_thread_count_and_chunk_size() {
     );
     let four = load(
         &DataConfig {
-            threads: 4,
-            chunk_bytes: 1 << 10,
+            execution: DataExecution {
+                threads: 4,
+                chunk_bytes: 1 << 10,
+                ..config.execution.clone()
+            },
             ..config
         },
         DataSlice::WHOLE,

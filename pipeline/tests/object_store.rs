@@ -14,7 +14,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use electra_pipeline::source::{byte_source, expand_files, Location, SourceOptions};
-use electra_pipeline::{BadRecordPolicy, DataConfig, DocumentReader, Loader, PipelineError};
+use electra_pipeline::{
+    BadRecordPolicy, DataConfig, DataExecution, DocumentReader, Loader, PipelineError,
+};
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -31,10 +33,13 @@ fn sotu_json_gz() -> Vec<u8> {
 fn config(files: Vec<String>) -> DataConfig {
     DataConfig {
         files,
-        threads: 2,
         batch_size: 32,
         epochs: Some(1),
         on_bad_record: BadRecordPolicy::Fail,
+        execution: DataExecution {
+            threads: 2,
+            ..DataExecution::default()
+        },
         ..DataConfig::default()
     }
 }
@@ -121,7 +126,7 @@ fn wrong_credentials_give_a_clear_error_naming_the_url_with_no_secret_in_it() {
     let _env = use_server(&server, ACCESS_KEY, SECRET_KEY);
     let url = "s3://corpus/c4/en/part-0.json.gz".to_string();
     let mut data_config = config(vec![url.clone()]);
-    data_config.io_retries = 1;
+    data_config.execution.io_retries = 1;
     let err = Loader::new(&data_config, common::tokenizer(), 1).unwrap_err();
     let shown = everything_shown(&err);
     assert!(matches!(err, PipelineError::ObjectStore { .. }), "{err:?}");
@@ -234,11 +239,15 @@ fn s3_against_disk_throughput() {
         .collect();
     let threads: usize = std::env::var("BENCH_THREADS").map_or(2, |t| t.parse().unwrap());
     let run = |files: Vec<String>| {
+        let base = config(files);
         let config = DataConfig {
-            threads,
             epochs: Some(3),
             on_bad_record: BadRecordPolicy::Skip,
-            ..config(files)
+            execution: DataExecution {
+                threads,
+                ..base.execution.clone()
+            },
+            ..base
         };
         let started = std::time::Instant::now();
         let mut tokens = 0usize;

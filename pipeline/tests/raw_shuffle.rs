@@ -13,7 +13,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use electra_pipeline::preprocess::preprocess;
-use electra_pipeline::{Batch, DataConfig};
+use electra_pipeline::{Batch, DataConfig, DataExecution};
 
 /// Moby Dick (135 documents) and the first 25 State of the Union speeches (JSONL), each
 /// in two files: four files, so that an epoch's file order is one of 24.
@@ -54,11 +54,14 @@ fn config(files: &[PathBuf], window: usize) -> DataConfig {
         files: files.iter().map(|p| p.display().to_string()).collect(),
         batch_size: 16,
         max_seq_len: 128,
-        threads: 2,
-        chunk_bytes: 32 << 10,
         epochs: Some(1),
         shuffle: true,
         shuffle_window: window,
+        execution: DataExecution {
+            threads: 2,
+            chunk_bytes: 32 << 10,
+            ..DataExecution::default()
+        },
         ..DataConfig::default()
     }
 }
@@ -98,8 +101,11 @@ fn a_shuffled_epoch_reads_every_document_once_in_an_order_of_its_own() {
     assert_ne!(order, in_order);
     // The same for any thread count and chunk size; another seed, another order.
     let other_threads = DataConfig {
-        threads: 4,
-        chunk_bytes: 4 << 10,
+        execution: DataExecution {
+            threads: 4,
+            chunk_bytes: 4 << 10,
+            ..shuffled.execution.clone()
+        },
         ..shuffled.clone()
     };
     assert!(a == batches(&other_threads, usize::MAX));
@@ -142,7 +148,10 @@ fn batches_from_raw_files_equal_shards_of_one_file_each_shuffled_alike() {
         };
         let shards = DataConfig {
             files: manifests.clone(),
-            threads: 3,
+            execution: DataExecution {
+                threads: 3,
+                ..raw.execution.clone()
+            },
             ..raw.clone()
         };
         let from_raw = batches(&raw, usize::MAX);

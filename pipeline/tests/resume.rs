@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use electra_pipeline::preprocess::{preprocess, PreprocessOptions};
 use electra_pipeline::source::SourceOptions;
-use electra_pipeline::{Batch, DataConfig, Loader, LoaderStart};
+use electra_pipeline::{Batch, DataConfig, DataExecution, Loader, LoaderStart};
 
 /// Moby Dick plus the first 25 State of the Union speeches as a second (JSONL) file, so a
 /// cursor can point into either file.
@@ -57,8 +57,11 @@ fn check_resume(config: &DataConfig, threads_after: usize) {
         full.len() - 1,
     ];
     let resumed_config = DataConfig {
-        threads: threads_after,
-        chunk_bytes: config.chunk_bytes / 2 + 1000,
+        execution: DataExecution {
+            threads: threads_after,
+            chunk_bytes: config.execution.chunk_bytes / 2 + 1000,
+            ..config.execution.clone()
+        },
         ..config.clone()
     };
     for k in cuts {
@@ -90,9 +93,12 @@ fn raw_config(files: &[PathBuf]) -> DataConfig {
         files: files.iter().map(|p| p.display().to_string()).collect(),
         batch_size: 24,
         max_seq_len: 128,
-        threads: 1,
-        chunk_bytes: 64 << 10,
         epochs: Some(2),
+        execution: DataExecution {
+            threads: 1,
+            chunk_bytes: 64 << 10,
+            ..DataExecution::default()
+        },
         ..DataConfig::default()
     }
 }
@@ -169,10 +175,13 @@ fn resuming_shuffled_shards_continues_exactly_where_it_stopped() {
         files: vec![report.manifest.display().to_string()],
         batch_size: 24,
         max_seq_len: 128,
-        threads: 2,
         epochs: Some(2),
         shuffle: true,
         shuffle_window: 40,
+        execution: DataExecution {
+            threads: 2,
+            ..DataExecution::default()
+        },
         ..DataConfig::default()
     };
     check_resume(&config, 1);
@@ -194,12 +203,15 @@ fn bad_record_counts_are_exact_after_resuming_from_any_batch() {
         files: vec![with_bad_records(dir.path()).display().to_string()],
         batch_size: 2,
         max_seq_len: 32,
-        threads: 1,
-        chunk_bytes: 64,
         epochs: Some(1),
         // The default, shuffled reading. (In file order, `shuffle = false`, a resume after
         // batch 1 counts one record twice: a known defect, see docs/faults.md.)
         shuffle: true,
+        execution: DataExecution {
+            threads: 1,
+            chunk_bytes: 64,
+            ..DataExecution::default()
+        },
         ..DataConfig::default()
     };
     let full = all(&config, LoaderStart::default());

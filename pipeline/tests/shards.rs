@@ -12,7 +12,7 @@ use electra_pipeline::preprocess::{
     merge_manifests, part_shard_name, preprocess, PreprocessOptions,
 };
 use electra_pipeline::shard::{read_manifest, write_manifest, ShardChecks, ShardReader};
-use electra_pipeline::{DataConfig, Loader, PipelineError};
+use electra_pipeline::{DataConfig, DataExecution, Loader, PipelineError};
 
 fn corpus() -> Vec<PathBuf> {
     vec![
@@ -74,14 +74,20 @@ fn batches_from_shards_equal_batches_from_the_raw_corpus() {
         files: corpus().iter().map(|p| p.display().to_string()).collect(),
         batch_size: 16,
         max_seq_len: 128,
-        threads: 2,
         epochs: Some(2),
         shuffle: false,
+        execution: DataExecution {
+            threads: 2,
+            ..DataExecution::default()
+        },
         ..DataConfig::default()
     };
     let shards = DataConfig {
         files: vec![report.manifest.display().to_string()],
-        threads: 3,
+        execution: DataExecution {
+            threads: 3,
+            ..raw.execution.clone()
+        },
         ..raw.clone()
     };
     let live = batches(&raw, 400);
@@ -112,16 +118,22 @@ fn shard_shuffling_is_deterministic_per_seed_and_epoch_and_thread_count() {
     let config = DataConfig {
         files: vec![report.manifest.display().to_string()],
         batch_size: 64,
-        threads: 1,
         epochs: Some(2),
         shuffle: true,
         shuffle_window: 100,
+        execution: DataExecution {
+            threads: 1,
+            ..DataExecution::default()
+        },
         ..DataConfig::default()
     };
     let a = batches(&config, usize::MAX);
     let b = batches(
         &DataConfig {
-            threads: 4,
+            execution: DataExecution {
+                threads: 4,
+                ..config.execution.clone()
+            },
             ..config.clone()
         },
         usize::MAX,
@@ -205,9 +217,12 @@ fn parts_cover_the_corpus_once_and_merge_into_one_manifest() {
     let config = |files: String| DataConfig {
         files: vec![files],
         batch_size: 32,
-        threads: 2,
         epochs: Some(1),
         shuffle: false,
+        execution: DataExecution {
+            threads: 2,
+            ..DataExecution::default()
+        },
         ..DataConfig::default()
     };
     let docs = |c: &DataConfig| {
@@ -251,10 +266,13 @@ fn bad_shards_and_manifests_are_refused_with_their_path() {
     let config = DataConfig {
         files: vec![report.manifest.display().to_string()],
         batch_size: 8,
-        threads: 1,
         shuffle: false,
         // One pass: a check that stops refusing fails the test instead of hanging it.
         epochs: Some(1),
+        execution: DataExecution {
+            threads: 1,
+            ..DataExecution::default()
+        },
         ..DataConfig::default()
     };
     let first_error = |config: &DataConfig| -> PipelineError {
@@ -278,7 +296,10 @@ fn bad_shards_and_manifests_are_refused_with_their_path() {
     // Truncated: caught before parsing, with verification off too.
     std::fs::write(&shard0, &good[..good.len() - 20]).unwrap();
     let err = first_error(&DataConfig {
-        verify_shards: false,
+        execution: DataExecution {
+            verify_shards: false,
+            ..config.execution.clone()
+        },
         ..config.clone()
     })
     .to_string();

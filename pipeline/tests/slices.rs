@@ -16,7 +16,9 @@ use arrow_array::{Array, UInt64Array};
 use electra_pipeline::preprocess::{preprocess, PreprocessOptions};
 use electra_pipeline::shard::{read_manifest, ShardChecks, ShardReader};
 use electra_pipeline::source::SourceOptions;
-use electra_pipeline::{Batch, DataConfig, DataSlice, Loader, LoaderStart, PipelineError};
+use electra_pipeline::{
+    Batch, DataConfig, DataExecution, DataSlice, Loader, LoaderStart, PipelineError,
+};
 
 const SEED: u64 = 5;
 /// The global batch: every slice count tested divides it.
@@ -62,11 +64,14 @@ fn config(files: Vec<String>, shuffle: bool) -> DataConfig {
         files,
         batch_size: GLOBAL_BATCH,
         max_seq_len: 128,
-        threads: 2,
-        chunk_bytes: 64 << 10,
         epochs: Some(1),
         shuffle,
         shuffle_window: SHUFFLE_WINDOW,
+        execution: DataExecution {
+            threads: 2,
+            chunk_bytes: 64 << 10,
+            ..DataExecution::default()
+        },
         ..DataConfig::default()
     }
 }
@@ -249,8 +254,11 @@ fn check_resume(config: &DataConfig, slice: DataSlice) {
         full.len() - 1,
     ];
     let resumed_config = DataConfig {
-        threads: 3,
-        chunk_bytes: config.chunk_bytes / 2 + 1000,
+        execution: DataExecution {
+            threads: 3,
+            chunk_bytes: config.execution.chunk_bytes / 2 + 1000,
+            ..config.execution.clone()
+        },
         ..config.clone()
     };
     for k in cuts {

@@ -19,14 +19,15 @@ use std::time::Instant;
 use serde::Serialize;
 use tch::Device;
 
-use crate::bench::peak_rss_bytes;
 use crate::config::RunConfig;
 use crate::device::{cuda_peak_allocated, heap_retained};
 use crate::error::{Result, TrainError};
 use crate::objective::{count_params, model_configs, Start};
 use crate::parallel::{RankBatch, RankData};
-use crate::tokenizer::load_tokenizer;
 use crate::trainer::Trainer;
+use electra_pipeline::load_tokenizer;
+use electra_pipeline::report::Rows;
+use electra_pipeline::resources::peak_rss_bytes;
 
 /// What `bench train` measures.
 #[derive(Debug, Clone, Copy)]
@@ -268,5 +269,51 @@ fn report(
         peak_memory_bytes,
         flops_per_step,
         achieved_tflops: flops_per_step / (step_ms / 1e3) / 1e12,
+    }
+}
+
+impl std::fmt::Display for TrainBench {
+    /// The header line, then one right-aligned figure per row.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let heap = if self.retained_heap {
+            ", heap retained"
+        } else {
+            ""
+        };
+        writeln!(
+            f,
+            "  {} {} {}: {:.2}M-parameter encoder ({:.2}M in all), batch {} x {}, {} torch threads{heap}",
+            self.device,
+            self.precision,
+            self.objective,
+            self.encoder_params as f64 / 1e6,
+            self.total_params as f64 / 1e6,
+            self.batch_size,
+            self.seq_len,
+            self.torch_threads,
+        )?;
+        let mut rows = Rows::new(f, 22);
+        rows.row("tokens/s", format!("{:>12.0}", self.tokens_per_sec))?;
+        rows.row(
+            "real tokens/s",
+            format!("{:>12.0}", self.real_tokens_per_sec),
+        )?;
+        rows.row("step ms", format!("{:>12.2}", self.step_ms))?;
+        for (name, ms) in [
+            ("  data wait ms", self.data_wait_ms),
+            ("  copy ms", self.copy_ms),
+            ("  forward ms", self.forward_ms),
+            ("  backward ms", self.backward_ms),
+            ("  optimizer ms", self.optimizer_ms),
+        ] {
+            rows.row(name, format!("{ms:>12.2}"))?;
+        }
+        rows.row(
+            "data wait",
+            format!("{:>11.2}%", 100.0 * self.data_wait_frac),
+        )?;
+        let memory = self.peak_memory_bytes as f64 / 1e6;
+        rows.row("peak memory MB", format!("{memory:>12.1}"))?;
+        rows.row("TFLOP/s", format!("{:>12.3}", self.achieved_tflops))
     }
 }

@@ -98,22 +98,6 @@ fn set_heap_thresholds() -> bool {
     false
 }
 
-/// CPU time this process has used so far (user + system, all threads), in seconds; 0
-/// where unknown.
-pub fn process_cpu_seconds() -> f64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the plain C struct it is given, which outlives the call; an
-    // all-zero rusage is a valid value too.
-    let usage = unsafe {
-        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
-            return 0.0;
-        }
-        usage.assume_init()
-    };
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
-}
-
 /// Peak bytes libtorch's CUDA allocator held on GPU `index` since the last reset; `reset`
 /// starts a new peak after reading.
 pub fn cuda_peak_allocated(index: usize, reset: bool) -> Result<u64> {
@@ -150,7 +134,7 @@ pub fn autocast(precision: Precision, device: Device) -> Result<Option<Autocast>
 }
 
 /// Where to train.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DeviceChoice {
     /// CUDA when libtorch sees a GPU, else CPU.
     #[default]

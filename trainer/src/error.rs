@@ -13,9 +13,9 @@ pub enum TrainError {
         #[source]
         source: std::io::Error,
     },
-    /// The config file or an override does not parse (unknown keys included).
-    #[error("config {origin}: {message}")]
-    Config { origin: String, message: String },
+    /// The config file or an override does not parse or is invalid.
+    #[error(transparent)]
+    Config(#[from] electra_config::ConfigError),
     /// A config value is out of range or contradicts another.
     #[error("invalid config: {field}: {reason}")]
     InvalidConfig { field: String, reason: String },
@@ -41,8 +41,9 @@ pub enum TrainError {
     #[error("nothing to resume in {}: {refused}", dir.display())]
     NoCheckpoint { dir: PathBuf, refused: String },
     /// The resumed run's config differs from the checkpoint's where it matters.
-    #[error("cannot resume with a different experiment: {keys} differ from the checkpoint's config (only train.max_steps, train.log_every, train.max_bad_steps, data.threads, data.prefetch, data.chunk_bytes, data.verify_shards, data.fast_tokenizer, [checkpoint] and [dist] but dist.data_slices may change)")]
-    ResumeMismatch { keys: String },
+    /// `allowed` lists the execution keys, the only ones that may differ.
+    #[error("cannot resume with a different experiment: {keys} differ from the checkpoint's config (only the execution keys {allowed} may change)")]
+    ResumeMismatch { keys: String, allowed: String },
     /// Too many steps in a row had a non-finite loss or gradient norm.
     #[error("{count} steps in a row (up to step {step}) had a non-finite loss or gradient norm and were skipped; stopping (train.max_bad_steps). Lower the learning rate or check the data")]
     NonFinite { step: u64, count: u64 },

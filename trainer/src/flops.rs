@@ -17,6 +17,7 @@ use electra_model::ElectraConfig;
 use serde::Serialize;
 
 use crate::config::RunConfig;
+use crate::error::Result;
 
 /// Passes of a training step, in forward passes (the backward pass costs two).
 pub(crate) const TRAIN_PASSES: f64 = 3.0;
@@ -70,6 +71,14 @@ impl StepFlops {
     }
 }
 
+/// FLOPs of one training step of `config` at the sizes its tokenizer implies (`electra
+/// flops`).
+pub fn config_step_flops(config: &RunConfig) -> Result<StepFlops> {
+    let tokenizer = electra_pipeline::load_tokenizer(&config.data.tokenizer)?;
+    let (disc, gen) = crate::objective::model_configs(config, &tokenizer);
+    Ok(step_flops(config, &disc, &gen))
+}
+
 /// FLOPs of one training step of `config` (its `model.objective`) with encoder `disc` and
 /// generator `gen`.
 pub fn step_flops(config: &RunConfig, disc: &ElectraConfig, gen: &ElectraConfig) -> StepFlops {
@@ -100,7 +109,7 @@ mod tests {
     fn electra_costs_more_per_step_than_mlm_of_the_same_encoder() {
         use crate::config::Objective;
         let mut config = RunConfig::default();
-        let disc = config.model.discriminator(30522, 0);
+        let disc = crate::objective::encoder_config(&config.model, 30522, 0);
         let gen = disc.generator(config.model.generator_fraction);
         let electra = step_flops(&config, &disc, &gen);
         config.model.objective = Objective::Mlm;

@@ -65,7 +65,7 @@ impl RankData {
         let mut slice_config = config.clone();
         slice_config.batch_size = rows_per_slice;
         if owned.len() > 1 {
-            slice_config.threads = (config.worker_threads() / owned.len()).max(1);
+            slice_config.execution.threads = (config.worker_threads() / owned.len()).max(1);
         }
         let mut loaders = Vec::with_capacity(owned.len());
         for &index in owned {

@@ -55,12 +55,12 @@ impl Ranks {
 }
 
 fn connect(config: &RunConfig, env: &DistEnv, device: Device) -> Result<Box<dyn Collective>> {
-    let backend = match config.dist.backend {
+    let backend = match config.dist.execution.backend {
         DistBackend::Auto => Backend::Auto,
         DistBackend::Nccl => Backend::Nccl,
         DistBackend::Store => Backend::Store,
     };
-    let timeout = Duration::from_secs(config.dist.timeout_seconds);
+    let timeout = Duration::from_secs(config.dist.execution.timeout_seconds);
     let collective = crate::dist::connect(env, backend, device, timeout)?;
     tracing::info!(
         rank = env.rank,

@@ -22,6 +22,7 @@ pub fn find_resume(config: &RunConfig, run: &RunDir, tokenizer: &TextTokenizer) 
     if !keys.is_empty() {
         return Err(TrainError::ResumeMismatch {
             keys: keys.join(", "),
+            allowed: RunConfig::execution_keys().join(", "),
         });
     }
     if found.state.tokenizer_sha256 != tokenizer.sha256() {

@@ -97,6 +97,15 @@ impl RunDir {
     }
 }
 
+/// The default run folder of a config file: `runs/<its file stem>`.
+pub fn default_run_dir(config_path: &Path) -> PathBuf {
+    let stem = config_path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "run".into());
+    PathBuf::from("runs").join(stem)
+}
+
 /// The name of the checkpoint folder of `step`.
 pub fn step_dir_name(step: u64) -> String {
     format!("{STEP_PREFIX}{step:09}")

@@ -149,7 +149,7 @@ pub fn parse_tsv(text: &str, path: &Path) -> Result<TsvFile, TaskError> {
 }
 
 /// Classification or regression, as asked on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TaskType {
     /// Regression when every training label is a number and one is not an integer.
     #[default]

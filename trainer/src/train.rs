@@ -19,8 +19,8 @@ use crate::parallel::{owned_slices, RankData};
 use crate::ranks::Ranks;
 use crate::resume::{check_same_data, find_resume, loader_starts};
 use crate::run_dir::RunDir;
-use crate::tokenizer::load_tokenizer;
 use crate::trainer::{Outcome, Trainer};
+use electra_pipeline::load_tokenizer;
 
 pub use crate::device::DeviceChoice;
 pub use crate::objective::model_configs;
@@ -71,7 +71,7 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
     // ---- The loop: data, step, log, checkpoint, stop signal.
     let (steps, log_every, every) = (
         config.train.steps(),
-        config.train.log_every,
+        config.train.execution.log_every,
         config.checkpoint.every_steps,
     );
     let started = Instant::now();
@@ -126,6 +126,7 @@ pub fn pretrain(config: &RunConfig, options: &PretrainOptions) -> Result<RunSumm
     trainer.barrier()?;
     trainer.summary(Outcome {
         seconds,
+        run_dir: run.root().to_path_buf(),
         final_dir: run.final_dir(),
         interrupted,
         checkpoint: last_checkpoint,

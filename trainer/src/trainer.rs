@@ -119,6 +119,8 @@ impl Counters {
 pub struct Outcome {
     /// Wall time of the training loop.
     pub seconds: f64,
+    /// The run folder.
+    pub run_dir: PathBuf,
     /// Where the final weights went.
     pub final_dir: PathBuf,
     /// Stopped by a signal before the last step.
@@ -185,7 +187,7 @@ impl Trainer {
                 seed: t.seed,
                 precision: t.precision,
                 clip_grad_norm: t.clip_grad_norm,
-                max_bad_steps: t.max_bad_steps,
+                max_bad_steps: t.execution.max_bad_steps,
                 slices: config.dist.data_slices,
             },
             source_names: config.data.source_names(),
@@ -397,6 +399,7 @@ impl Trainer {
             first: self.first_row.clone(),
             last: self.last_row.clone(),
             bad_records: c.combined.bad_records.clone(),
+            run_dir: outcome.run_dir,
             final_dir: outcome.final_dir,
             interrupted: outcome.interrupted,
             checkpoint: outcome.checkpoint,

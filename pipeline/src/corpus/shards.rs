@@ -39,7 +39,7 @@ impl Shards {
         let options = ShardStreamOptions {
             shuffle: config.shuffle,
             shuffle_window: config.shuffle_window,
-            verify: config.verify_shards,
+            verify: config.execution.verify_shards,
             vocab_size: u32::try_from(tokenizer.vocab_size()).unwrap_or(u32::MAX),
             seed,
             columns: match word_starts {

@@ -4,7 +4,7 @@ use crossbeam_channel::bounded;
 
 use super::*;
 use crate::block::{ChunkDocuments, ExampleRef};
-use crate::config::BadRecordPolicy;
+use crate::config::{BadRecordPolicy, DataExecution};
 use crate::corpus::SlotSchedule;
 use crate::mask::{MaskOptions, Masker};
 use crate::pack::{PackOptions, Packer};
@@ -42,10 +42,13 @@ fn corpus(names: &[&str]) -> Vec<String> {
 fn config(files: Vec<String>, threads: usize, chunk_bytes: usize) -> DataConfig {
     DataConfig {
         files,
-        threads,
-        chunk_bytes,
         batch_size: 32,
         epochs: Some(1),
+        execution: DataExecution {
+            threads,
+            chunk_bytes,
+            ..DataExecution::default()
+        },
         ..Default::default()
     }
 }
@@ -351,7 +354,7 @@ fn dropping_a_loader_mid_stream_joins_its_threads_promptly() {
     let files = corpus(&["kjv.txt.zst", "moby_dick.txt.zst"]);
     let mut c = config(files, 4, 64 << 10);
     c.epochs = None;
-    c.prefetch = 2;
+    c.execution.prefetch = 2;
     let mut loader = Loader::new(&c, bert(), 0).unwrap();
     for _ in 0..3 {
         loader.next().unwrap().unwrap();

@@ -190,3 +190,52 @@ pub fn merge_manifests(inputs: &[PathBuf], out: &Path) -> Result<Manifest> {
     write_manifest(out, &merged)?;
     Ok(merged)
 }
+
+/// What `merge-manifests` wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MergeReport {
+    /// The merged manifest.
+    pub manifest: PathBuf,
+    /// Its shards.
+    pub shards: usize,
+    /// Its documents.
+    pub rows: u64,
+    /// Its tokens.
+    pub tokens: u64,
+}
+
+/// Where a merged manifest goes by default: `manifest.json` in the first input's folder
+/// (the input itself when it is a folder).
+pub fn default_merged_manifest(inputs: &[PathBuf]) -> PathBuf {
+    let dir = match inputs.first() {
+        Some(first) if first.is_dir() => first.clone(),
+        Some(first) => first.parent().map(PathBuf::from).unwrap_or_default(),
+        None => PathBuf::new(),
+    };
+    dir.join(FILE_NAME)
+}
+
+/// [`merge_manifests`] into `out`, by default [`default_merged_manifest`].
+pub fn merge(inputs: &[PathBuf], out: Option<PathBuf>) -> Result<MergeReport> {
+    let out = out.unwrap_or_else(|| default_merged_manifest(inputs));
+    let merged = merge_manifests(inputs, &out)?;
+    Ok(MergeReport {
+        shards: merged.shards.len(),
+        rows: merged.rows(),
+        tokens: merged.tokens(),
+        manifest: out,
+    })
+}
+
+impl std::fmt::Display for MergeReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{}: {} shards, {} documents, {} tokens",
+            self.manifest.display(),
+            self.shards,
+            self.rows,
+            self.tokens
+        )
+    }
+}

@@ -137,10 +137,10 @@ impl SourceOptions {
             on_bad_record: config.on_bad_record,
             max_doc_bytes: config.max_doc_bytes,
             oversized_lines: config.oversized_lines,
-            chunk_bytes: config.chunk_bytes,
+            chunk_bytes: config.execution.chunk_bytes,
             retry: object_store::RetrySettings {
-                retries: config.io_retries,
-                timeout_s: config.io_retry_timeout_s,
+                retries: config.execution.io_retries,
+                timeout_s: config.execution.io_retry_timeout_s,
             },
         }
     }

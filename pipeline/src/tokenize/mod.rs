@@ -8,8 +8,12 @@
 //!   word starts of the `tokenizers` crate for every input.
 //! - Every other tokenizer, and any with the fast path turned off
 //!   ([`TextTokenizer::with_fast_path`], `data.fast_tokenizer = false`), runs the crate.
+//!
+//! [`load_tokenizer`] loads a run's `data.tokenizer`, or the embedded bert-base-uncased
+//! when it is empty.
 
 mod bert_chars;
+mod default;
 mod fast_wordpiece;
 mod lin_max_match;
 
@@ -27,6 +31,8 @@ use electra_schemas::{check_schema, documents, tokenized};
 use crate::arrow_util::{column, list_array, list_column, list_item};
 use crate::error::{PipelineError, Result};
 use fast_wordpiece::FastWordPiece;
+
+pub use default::{load_tokenizer, DEFAULT_TOKENIZER_JSON};
 
 /// The special token ids the packer and the masker need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

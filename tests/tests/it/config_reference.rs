@@ -162,3 +162,29 @@ fn a_new_key_a_removed_row_and_a_grouped_row_are_caught() {
     let err = documented_keys(&grouped).unwrap_err();
     assert!(err.contains("must be one `section.key`"), "{err}");
 }
+
+/// The keys whose row says *May differ on resume*.
+fn marked_resumable(markdown: &str) -> BTreeSet<String> {
+    markdown
+        .lines()
+        .filter(|line| line.contains("*May differ on resume*"))
+        .filter_map(|line| {
+            let first = cells(line)[0];
+            first.strip_prefix('`')?.strip_suffix('`').map(String::from)
+        })
+        .collect()
+}
+
+#[test]
+fn the_rows_marked_may_differ_on_resume_are_exactly_the_execution_keys_of_the_types() {
+    let execution: BTreeSet<String> = RunConfig::execution_keys().into_iter().collect();
+    assert!(execution.contains("data.threads"), "{execution:?}");
+    let markdown = reference();
+    assert_eq!(marked_resumable(&markdown), execution);
+    // A mark lost from a row (or given to an experiment key) is caught.
+    let unmarked = markdown.replace(
+        "queued between the loader and the trainer. *May differ on resume*",
+        "queued between the loader and the trainer.",
+    );
+    assert_ne!(marked_resumable(&unmarked), execution);
+}

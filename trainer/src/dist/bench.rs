@@ -8,10 +8,14 @@ use tch::{Device, Kind, Tensor};
 
 use super::exchange::dist;
 use super::{connect, Backend, Collective, DistEnv, GradBuckets};
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 
 /// Exit status of a rank that [`CollectiveBenchOptions::exit_after`] stops.
 pub const TEST_EXIT_STATUS: i32 = 17;
+
+/// **Tests only**: the variable [`bench_collective_launched`] reads
+/// [`CollectiveBenchOptions::exit_after`] from.
+pub const EXIT_AFTER_VAR: &str = "ELECTRA_TEST_DIST_EXIT_AFTER";
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -30,8 +34,8 @@ pub struct CollectiveBenchOptions {
     pub timeout: Duration,
     /// **Tests only**: this rank exits at once (status [`TEST_EXIT_STATUS`], no cleanup,
     /// like a crash) after this many timed-loop all-reduces, so the tests can check that
-    /// the other ranks fail within the timeout. `electra` reads it from
-    /// `ELECTRA_TEST_DIST_EXIT_AFTER`.
+    /// the other ranks fail within the timeout. [`bench_collective_launched`] reads it
+    /// from [`EXIT_AFTER_VAR`].
     pub exit_after: Option<u64>,
 }
 
@@ -85,6 +89,25 @@ fn check(ok: bool, rank: usize, what: impl FnOnce() -> String) -> Result<()> {
 
 fn scalar(t: &Tensor) -> Result<f64> {
     Ok(t.f_to_kind(Kind::Double)?.f_double_value(&[])?)
+}
+
+/// Runs the bench in this process as torchrun or Slurm launched it (world size 1, a store
+/// on 127.0.0.1 at a free port, without their variables): a CUDA `options.device` becomes
+/// this rank's GPU (`LOCAL_RANK`), and [`EXIT_AFTER_VAR`] (tests only) sets
+/// [`CollectiveBenchOptions::exit_after`].
+pub fn bench_collective_launched(mut options: CollectiveBenchOptions) -> Result<CollectiveReport> {
+    let env = DistEnv::from_env()?.unwrap_or_else(DistEnv::single);
+    if let Device::Cuda(_) = options.device {
+        options.device = env.cuda_device();
+    }
+    if let Ok(value) = std::env::var(EXIT_AFTER_VAR) {
+        let exit_after = value.parse().map_err(|e| TrainError::DistEnv {
+            var: EXIT_AFTER_VAR.into(),
+            reason: format!("`{value}`: {e}"),
+        })?;
+        options.exit_after = Some(exit_after);
+    }
+    bench_collective(&env, &options)
 }
 
 /// Connects (see [`connect`]), checks every collective, then times `iters` all-reduces.
@@ -280,4 +303,24 @@ fn check_grad_buckets(coll: &dyn Collective, device: Device, kind: Option<Kind>)
     check(buckets.len() >= 2, rank, || {
         format!("{label}: {} bucket(s), expected several", buckets.len())
     })
+}
+
+impl std::fmt::Display for CollectiveReport {
+    /// What was checked, then the timed all-reduce.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "  {} backend, {} ranks, {}: all-reduce {}, broadcast, barrier, gather, grad buckets ok",
+            self.backend, self.world_size, self.device, self.all_reduce_expected
+        )?;
+        writeln!(
+            f,
+            "  {:.1} MB x {}: {:.3} ms per all-reduce, algbw {:.2} GB/s, busbw {:.2} GB/s",
+            self.size_bytes as f64 / 1e6,
+            self.iters,
+            self.seconds_per_all_reduce * 1e3,
+            self.algbw_gb_per_s,
+            self.busbw_gb_per_s
+        )
+    }
 }

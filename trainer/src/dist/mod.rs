@@ -52,17 +52,7 @@ use store::StoreCollective;
 pub const HAS_NCCL: bool = cfg!(electra_nccl);
 
 /// Which collective implementation to use.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// NCCL when the device is CUDA (and the build has it), else Store.

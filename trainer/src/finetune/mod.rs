@@ -410,7 +410,17 @@ fn build_report(
         saved_seed,
         saved_model: saved_seed.map(|_| options.out.join(MODEL_DIR)),
         seconds: started.elapsed().as_secs_f64(),
+        results_file: options.out.join(RESULTS_FILE),
     }
+}
+
+/// The default output folder of a fine-tuning run on `task`: `runs/finetune-<task name>`.
+pub fn default_out_dir(task: &Path) -> PathBuf {
+    let name = task
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "task".into());
+    PathBuf::from("runs").join(format!("finetune-{name}"))
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! What `electra finetune` reports and writes to `OUT/results.json`: each seed's scores,
 //! the medians, the recipe, and the results as a text table.
 
+use std::fmt;
 use std::path::PathBuf;
 
 use electra_model::ProblemType;
+use electra_pipeline::report::Rows;
 use serde::Serialize;
 
 use crate::scores::Scores;
@@ -84,6 +86,9 @@ pub struct FinetuneReport {
     pub saved_model: Option<PathBuf>,
     /// Wall time of the whole command.
     pub seconds: f64,
+    /// Where this report was written (not in `results.json`: it is that file).
+    #[serde(skip)]
+    pub results_file: PathBuf,
 }
 
 /// A column of the results table: its name and how to read it from [`Scores`].
@@ -157,5 +162,33 @@ impl FinetuneReport {
             out.push('\n');
         }
         out
+    }
+}
+
+impl fmt::Display for FinetuneReport {
+    /// The task in one line, the results table, then where the results and the model went.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f)?;
+        writeln!(
+            f,
+            "  {} ({}, {} labels{}): {} train, {} dev{} examples, {} steps per seed on {}",
+            self.task.display(),
+            self.problem_type.as_str(),
+            self.labels.len(),
+            if self.pairs { ", pairs" } else { "" },
+            self.train_examples,
+            self.dev_examples,
+            self.test_examples
+                .map_or(String::new(), |n| format!(", {n} test")),
+            self.hyperparameters.total_steps,
+            self.device,
+        )?;
+        write!(f, "{}", self.table())?;
+        let mut rows = Rows::new(f, 22);
+        rows.row("results", self.results_file.display())?;
+        if let (Some(seed), Some(dir)) = (self.saved_seed, &self.saved_model) {
+            rows.row("model", format!("{} (seed {seed})", dir.display()))?;
+        }
+        rows.row("seconds", format!("{:.1}", self.seconds))
     }
 }

@@ -18,7 +18,7 @@ use electra_pipeline::Batch;
 use tch::{nn, Device, Tensor};
 
 use super::{count_params, LossWeights, Losses, Objective, ObjectiveInput, ObjectiveKind, Start};
-use crate::config::RunConfig;
+use crate::config::{self, RunConfig};
 use crate::device_batch::upload;
 use crate::error::Result;
 use crate::flops::{encoder_per_token, lm_head_per_masked, StepFlops, TRAIN_PASSES};
@@ -42,7 +42,10 @@ pub fn forward_options(config: &RunConfig) -> ElectraOptions {
         disallow_correct: config.model.disallow_correct,
         gen_weight: config.model.gen_weight,
         disc_weight: config.model.disc_weight,
-        sampler: config.model.sampler,
+        sampler: match config.model.sampler {
+            config::Sampler::Gumbel => Sampler::Gumbel,
+            config::Sampler::InverseCdf => Sampler::InverseCdf,
+        },
     }
 }
 

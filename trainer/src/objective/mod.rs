@@ -18,7 +18,7 @@ use electra_model::ElectraConfig;
 use electra_pipeline::{Batch, TextTokenizer};
 use tch::{nn, Tensor};
 
-use crate::config::{self, RunConfig};
+use crate::config::{self, ModelSection, RunConfig};
 use crate::device_batch::DeviceBatch;
 use crate::error::Result;
 use crate::flops::StepFlops;
@@ -38,12 +38,33 @@ pub fn model_configs(
     config: &RunConfig,
     tokenizer: &TextTokenizer,
 ) -> (ElectraConfig, ElectraConfig) {
-    let encoder = config.model.discriminator(
+    let encoder = encoder_config(
+        &config.model,
         tokenizer.vocab_size() as i64,
         i64::from(tokenizer.special().pad),
     );
     let generator = encoder.generator(config.model.generator_fraction);
     (encoder, generator)
+}
+
+/// The encoder's (discriminator's) Hugging Face config: `[model]`'s sizes for a vocabulary
+/// of `vocab_size` tokens.
+pub fn encoder_config(model: &ModelSection, vocab_size: i64, pad_token_id: i64) -> ElectraConfig {
+    ElectraConfig {
+        vocab_size,
+        embedding_size: model.embedding_size,
+        hidden_size: model.hidden_size,
+        num_hidden_layers: model.num_hidden_layers,
+        num_attention_heads: model.num_attention_heads,
+        intermediate_size: model.intermediate_size,
+        hidden_dropout_prob: model.hidden_dropout_prob,
+        attention_probs_dropout_prob: model.attention_probs_dropout_prob,
+        max_position_embeddings: model.max_position_embeddings,
+        type_vocab_size: model.type_vocab_size,
+        layer_norm_eps: model.layer_norm_eps,
+        pad_token_id,
+        ..ElectraConfig::small()
+    }
 }
 
 /// Where an objective's weights come from.

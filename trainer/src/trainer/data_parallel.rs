@@ -34,11 +34,11 @@ impl DataParallel {
             Ok(())
         })?;
         let params: Vec<Tensor> = named.iter().map(|(_, t)| t.shallow_clone()).collect();
-        let kind = match dist.grad_reduce {
+        let kind = match dist.execution.grad_reduce {
             GradReduceKind::Fp32 => None,
             GradReduceKind::Bf16 => Some(Kind::BFloat16),
         };
-        let buckets = GradBuckets::new(&params, dist.bucket_mb << 20, kind);
+        let buckets = GradBuckets::new(&params, dist.execution.bucket_mb << 20, kind);
         Ok(Self {
             collective,
             buckets,

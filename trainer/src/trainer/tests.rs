@@ -3,12 +3,12 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use electra_model::{ElectraConfig, Sampler};
+use electra_model::ElectraConfig;
 use electra_pipeline::{BadRecordCounts, Batch, DataCursor};
 use tch::{Device, Tensor};
 
 use super::*;
-use crate::config::Objective as ObjectiveName;
+use crate::config::{Objective as ObjectiveName, Sampler};
 use crate::parallel::RankBatch;
 
 /// Torch's generator is global: tests that train take this lock.
@@ -38,7 +38,7 @@ fn tiny_config(objective: ObjectiveName) -> RunConfig {
 }
 
 fn trainer(config: &RunConfig) -> Trainer {
-    let encoder: ElectraConfig = config.model.discriminator(VOCAB, 0);
+    let encoder: ElectraConfig = crate::objective::encoder_config(&config.model, VOCAB, 0);
     let generator = encoder.generator(config.model.generator_fraction);
     let start = Start::Fresh {
         encoder: &encoder,

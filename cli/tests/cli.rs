@@ -121,7 +121,10 @@ fn a_trained_tokenizer_drives_the_pipeline() {
             .display()
             .to_string()],
         batch_size: 8,
-        threads: 2,
+        execution: electra_pipeline::DataExecution {
+            threads: 2,
+            ..electra_pipeline::DataExecution::default()
+        },
         ..electra_pipeline::DataConfig::default()
     };
     let batch = electra_pipeline::Loader::new(&config, tokenizer, 1)

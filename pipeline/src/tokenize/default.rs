@@ -1,16 +1,16 @@
-//! Loading the run's tokenizer: a `tokenizer.json` path, or the embedded default
+//! Loading a run's tokenizer: a `tokenizer.json` path, or the embedded default
 //! (bert-base-uncased's 30,522-token uncased WordPiece vocabulary, as ELECTRA uses).
 
 use std::path::Path;
 
 use electra_fsutil::bytes_sha256;
-use electra_pipeline::TextTokenizer;
 
+use super::TextTokenizer;
 use crate::error::Result;
 
-/// The bert-base-uncased `tokenizer.json` (Apache-2.0), built into the binary.
+/// The bert-base-uncased `tokenizer.json` (Apache-2.0), built into the binaries.
 pub const DEFAULT_TOKENIZER_JSON: &[u8] =
-    include_bytes!("../../data/tokenizer/bert-base-uncased/tokenizer.json");
+    include_bytes!("../../../data/tokenizer/bert-base-uncased/tokenizer.json");
 
 /// Loads `path`, or the embedded default when `path` is empty (it is written to a cache
 /// file in the system's temporary folder, named by its hash, and loaded from there).
@@ -26,9 +26,9 @@ pub fn load_tokenizer(path: &str) -> Result<TextTokenizer> {
         if !fresh {
             electra_fsutil::write_atomic(&cached, DEFAULT_TOKENIZER_JSON)?;
         }
-        return Ok(TextTokenizer::from_file(&cached)?);
+        return TextTokenizer::from_file(&cached);
     }
-    Ok(TextTokenizer::from_file(Path::new(path))?)
+    TextTokenizer::from_file(Path::new(path))
 }
 
 #[cfg(test)]

@@ -1,8 +1,12 @@
 //! The `[data]` section of a run's TOML: where the corpus is and how it becomes batches.
 
+mod unknown_keys;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{PipelineError, Result};
+
+pub use unknown_keys::UnknownKeys;
 
 /// Default `max_seq_len` (ELECTRA-Small).
 pub const DEFAULT_MAX_SEQ_LEN: usize = 128;
@@ -86,9 +90,13 @@ pub enum OversizedLinePolicy {
 /// UTF-8 character.
 pub const MIN_SPLIT_BYTES: usize = 4;
 
-/// The `[data]` section of a run config.
+/// The `[data]` section of a run config: what the batches are (its own fields: the
+/// experiment, compared on `--resume`) and how the loader computes them
+/// ([`DataExecution`]: free to change on `--resume`, since no setting there changes a
+/// batch). In TOML both are plain keys of `[data]`. A new key goes into one of the two
+/// structs; nothing else lists keys.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct DataConfig {
     /// Corpus files: paths or glob patterns, read in the given order. Default: empty.
     pub files: Vec<String>,
@@ -128,12 +136,6 @@ pub struct DataConfig {
     /// are still rejected). Memory stays bounded by `max_doc_bytes` either way.
     /// Default: `reject`.
     pub oversized_lines: OversizedLinePolicy,
-    /// Worker threads; 0 means the available parallelism. Default: 0.
-    pub threads: usize,
-    /// Batches waiting in the output queue. Default: 8.
-    pub prefetch: usize,
-    /// Text bytes per work unit. Default: 256 KiB.
-    pub chunk_bytes: usize,
     /// Batch length is rounded up to a multiple of this. Default: 8.
     pub pad_to_multiple_of: usize,
     /// Pad every batch to `max_seq_len`. Default: false.
@@ -147,6 +149,31 @@ pub struct DataConfig {
     /// Documents per shuffle block (held in memory). For shards also the unit dealt to
     /// data slices ([`crate::slice`]), shuffled or not. Default: 4096.
     pub shuffle_window: usize,
+    /// A weighted mixture of corpora (`[[data.sources]]`), in place of `files`: each
+    /// example slot is drawn from one source by a schedule of (seed, slot) that holds the
+    /// weights (see [`crate::corpus::mixture`]). Every other key applies to every source.
+    /// Default: empty (read `files`).
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    /// How the loader computes the batches (its keys sit in `[data]` beside these).
+    #[serde(flatten)]
+    pub execution: DataExecution,
+    /// Refuses any other key of `[data]`, naming it.
+    #[serde(flatten)]
+    pub unknown: UnknownKeys<DataConfig>,
+}
+
+/// How the loader computes a run's batches: the same batches for any value of these, so a
+/// resumed run may change them. Keys of `[data]` in TOML.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct DataExecution {
+    /// Worker threads; 0 means the available parallelism. Default: 0.
+    pub threads: usize,
+    /// Batches waiting in the output queue. Default: 8.
+    pub prefetch: usize,
+    /// Text bytes per work unit. Default: 256 KiB.
+    pub chunk_bytes: usize,
     /// Shards only: check each shard's sha256 against its manifest the first time it is
     /// opened. Default: true.
     pub verify_shards: bool,
@@ -161,12 +188,6 @@ pub struct DataConfig {
     /// Object storage and HTTP(S) files: no retry starts this many seconds after a
     /// request's first attempt. Default: 180.
     pub io_retry_timeout_s: f64,
-    /// A weighted mixture of corpora (`[[data.sources]]`), in place of `files`: each
-    /// example slot is drawn from one source by a schedule of (seed, slot) that holds the
-    /// weights (see [`crate::corpus::mixture`]). Every other key applies to every source.
-    /// Default: empty (read `files`).
-    #[serde(default)]
-    pub sources: Vec<SourceConfig>,
 }
 
 /// One corpus of a mixture (`[[data.sources]]`).
@@ -232,6 +253,20 @@ impl SourceConfig {
     }
 }
 
+impl Default for DataExecution {
+    fn default() -> Self {
+        Self {
+            threads: 0,
+            prefetch: DEFAULT_PREFETCH,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+            verify_shards: true,
+            fast_tokenizer: true,
+            io_retries: crate::source::object_store::DEFAULT_IO_RETRIES,
+            io_retry_timeout_s: crate::source::object_store::DEFAULT_IO_RETRY_TIMEOUT_S,
+        }
+    }
+}
+
 impl Default for DataConfig {
     fn default() -> Self {
         Self {
@@ -250,19 +285,14 @@ impl Default for DataConfig {
             on_bad_record: BadRecordPolicy::Skip,
             max_doc_bytes: DEFAULT_MAX_DOC_BYTES,
             oversized_lines: OversizedLinePolicy::Reject,
-            threads: 0,
-            prefetch: DEFAULT_PREFETCH,
-            chunk_bytes: DEFAULT_CHUNK_BYTES,
             pad_to_multiple_of: DEFAULT_PAD_TO_MULTIPLE_OF,
             pad_to_max_len: false,
             epochs: None,
             shuffle: true,
             shuffle_window: DEFAULT_SHUFFLE_WINDOW,
-            verify_shards: true,
-            fast_tokenizer: true,
-            io_retries: crate::source::object_store::DEFAULT_IO_RETRIES,
-            io_retry_timeout_s: crate::source::object_store::DEFAULT_IO_RETRY_TIMEOUT_S,
             sources: Vec::new(),
+            execution: DataExecution::default(),
+            unknown: UnknownKeys::default(),
         }
     }
 }
@@ -303,10 +333,15 @@ impl DataConfig {
         if self.batch_size == 0 {
             return Err(invalid("batch_size", "must be at least 1"));
         }
-        if !(self.io_retry_timeout_s.is_finite() && self.io_retry_timeout_s >= 0.0) {
+        if !(self.execution.io_retry_timeout_s.is_finite()
+            && self.execution.io_retry_timeout_s >= 0.0)
+        {
             return Err(invalid(
                 "io_retry_timeout_s",
-                format!("{} is not a number of seconds", self.io_retry_timeout_s),
+                format!(
+                    "{} is not a number of seconds",
+                    self.execution.io_retry_timeout_s
+                ),
             ));
         }
         if self.max_predictions_per_seq == Some(0) {
@@ -328,10 +363,10 @@ impl DataConfig {
                 ),
             ));
         }
-        if self.prefetch == 0 {
+        if self.execution.prefetch == 0 {
             return Err(invalid("prefetch", "must be at least 1"));
         }
-        if self.chunk_bytes == 0 {
+        if self.execution.chunk_bytes == 0 {
             return Err(invalid("chunk_bytes", "must be at least 1"));
         }
         if self.pad_to_multiple_of == 0 {
@@ -394,135 +429,9 @@ impl DataConfig {
 
     /// The worker thread count: `threads`, or the available parallelism when 0.
     pub fn worker_threads(&self) -> usize {
-        if self.threads > 0 {
-            self.threads
-        } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        }
+        crate::parallel::thread_count(self.execution.threads)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_are_the_papers_values_and_valid() {
-        let c = DataConfig::default();
-        assert_eq!(c.max_seq_len, 128);
-        assert_eq!(c.mask_prob, 0.15);
-        assert_eq!(c.batch_size, 128);
-        assert_eq!(c.max_predictions(), 19); // int(0.155 * 128)
-        assert_eq!(c.mask_strategy, MaskStrategy::Electra);
-        c.validate().unwrap();
-    }
-
-    #[test]
-    fn an_empty_toml_section_gives_the_defaults() {
-        let c: DataConfig = serde_json::from_str("{}").unwrap();
-        assert_eq!(c, DataConfig::default());
-    }
-
-    #[test]
-    fn unknown_keys_are_rejected() {
-        let err = serde_json::from_str::<DataConfig>(r#"{"mask_probability": 0.2}"#).unwrap_err();
-        assert!(err.to_string().contains("mask_probability"), "{err}");
-    }
-
-    #[test]
-    fn enums_parse_lowercase() {
-        let c: DataConfig = serde_json::from_str(
-            r#"{"format": "jsonl", "mask_strategy": "bert", "on_bad_record": "fail", "epochs": 3, "oversized_lines": "split"}"#,
-        )
-        .unwrap();
-        assert_eq!(c.oversized_lines, OversizedLinePolicy::Split);
-        assert_eq!(c.format, SourceFormat::Jsonl);
-        assert_eq!(c.mask_strategy, MaskStrategy::Bert);
-        assert_eq!(c.on_bad_record, BadRecordPolicy::Fail);
-        assert_eq!(c.epochs, Some(3));
-    }
-
-    #[test]
-    fn out_of_range_values_name_their_field() {
-        let cases: Vec<(DataConfig, &str)> = vec![
-            (
-                DataConfig {
-                    mask_prob: 0.0,
-                    ..Default::default()
-                },
-                "mask_prob",
-            ),
-            (
-                DataConfig {
-                    mask_prob: 1.0,
-                    ..Default::default()
-                },
-                "mask_prob",
-            ),
-            (
-                DataConfig {
-                    max_seq_len: 7,
-                    ..Default::default()
-                },
-                "max_seq_len",
-            ),
-            (
-                DataConfig {
-                    batch_size: 0,
-                    ..Default::default()
-                },
-                "batch_size",
-            ),
-            (
-                DataConfig {
-                    single_segment_prob: 1.5,
-                    ..Default::default()
-                },
-                "single_segment_prob",
-            ),
-            (
-                DataConfig {
-                    chunk_bytes: 0,
-                    ..Default::default()
-                },
-                "chunk_bytes",
-            ),
-            (
-                DataConfig {
-                    oversized_lines: OversizedLinePolicy::Split,
-                    max_doc_bytes: 3,
-                    ..Default::default()
-                },
-                "max_doc_bytes",
-            ),
-            (
-                DataConfig {
-                    epochs: Some(0),
-                    ..Default::default()
-                },
-                "epochs",
-            ),
-        ];
-        for (c, name) in cases {
-            match c.validate() {
-                Err(PipelineError::InvalidConfig { field, .. }) => assert_eq!(field, name),
-                other => panic!("{name}: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn explicit_max_predictions_wins() {
-        let c = DataConfig {
-            max_predictions_per_seq: Some(5),
-            ..Default::default()
-        };
-        assert_eq!(c.max_predictions(), 5);
-        let c = DataConfig {
-            max_seq_len: 512,
-            mask_prob: 0.25,
-            ..Default::default()
-        };
-        assert_eq!(c.max_predictions(), 130); // int(0.255 * 512)
-    }
-}
+mod tests;
