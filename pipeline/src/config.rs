@@ -54,6 +54,19 @@ pub enum MaskStrategy {
     Bert,
 }
 
+/// Which positions of an example are masked.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskPositions {
+    /// A uniform sample of the non-special tokens (the reference ELECTRA and BERT).
+    #[default]
+    Random,
+    /// Whole words: every sub-token of a chosen word is masked with it.
+    WholeWord,
+    /// SpanBERT: spans of whole words, geometric lengths (p = 0.2) clipped at 10 words.
+    Span,
+}
+
 /// What to do with a bad record (invalid UTF-8, malformed JSON, oversized line, corrupt
 /// zstd stream).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -107,6 +120,9 @@ pub struct DataConfig {
     pub max_predictions_per_seq: Option<usize>,
     /// How masked positions are corrupted. Default: `electra` (85% `[MASK]`, 15% kept).
     pub mask_strategy: MaskStrategy,
+    /// Which positions are masked: `random` tokens, `whole_word`s or SpanBERT `span`s of
+    /// whole words; the same count of positions either way. Default: `random`.
+    pub mask_positions: MaskPositions,
     /// Examples per batch. Default: 128.
     pub batch_size: usize,
     /// Probability that an example has a single segment. Default: 0.1.
@@ -168,6 +184,7 @@ impl Default for DataConfig {
             mask_prob: DEFAULT_MASK_PROB,
             max_predictions_per_seq: None,
             mask_strategy: MaskStrategy::Electra,
+            mask_positions: MaskPositions::Random,
             batch_size: DEFAULT_BATCH_SIZE,
             single_segment_prob: DEFAULT_SINGLE_SEGMENT_PROB,
             random_length_prob: DEFAULT_RANDOM_LENGTH_PROB,
@@ -322,6 +339,22 @@ mod tests {
         assert_eq!(c.mask_strategy, MaskStrategy::Bert);
         assert_eq!(c.on_bad_record, BadRecordPolicy::Fail);
         assert_eq!(c.epochs, Some(3));
+    }
+
+    #[test]
+    fn mask_positions_parse_snake_case_and_default_to_random() {
+        for (name, positions) in [
+            ("random", MaskPositions::Random),
+            ("whole_word", MaskPositions::WholeWord),
+            ("span", MaskPositions::Span),
+        ] {
+            let c: DataConfig =
+                serde_json::from_str(&format!(r#"{{"mask_positions": "{name}"}}"#)).unwrap();
+            assert_eq!(c.mask_positions, positions);
+        }
+        assert_eq!(DataConfig::default().mask_positions, MaskPositions::Random);
+        let err = serde_json::from_str::<DataConfig>(r#"{"mask_positions": "words"}"#).unwrap_err();
+        assert!(err.to_string().contains("whole_word"), "{err}");
     }
 
     #[test]

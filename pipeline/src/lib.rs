@@ -18,7 +18,8 @@
 //!    examples of up to `max_seq_len` tokens, as the reference `ExampleBuilder` does,
 //!    straight into a chunk's flat buffers ([`block::MaskedBlock`]).
 //! 5. [`mask`]: a fresh mask per epoch, a pure function of (seed, epoch, doc_id,
-//!    example_index): a [`mask::PositionSelector`] chooses the positions (random tokens), a
+//!    example_index): a [`mask::PositionSelector`] chooses the positions (random tokens,
+//!    whole words or SpanBERT spans), a
 //!    [`mask::Corruption`] what they become (ELECTRA 85% `[MASK]` / 15% kept, or BERT
 //!    80/10/10).
 //! 6. [`batch`]: examples padded into flat row-major `i64` buffers.
@@ -72,7 +73,9 @@ pub mod train_tokenizer;
 
 pub use batch::{Batch, BatchShape, DataCursor};
 pub use block::{ChunkDocuments, ExampleRef, MaskedBlock};
-pub use config::{BadRecordPolicy, DataConfig, MaskStrategy, OversizedLinePolicy, SourceFormat};
+pub use config::{
+    BadRecordPolicy, DataConfig, MaskPositions, MaskStrategy, OversizedLinePolicy, SourceFormat,
+};
 pub use error::{PipelineError, Result};
 pub use loader::{Loader, LoaderStart, LoaderStats};
 pub use mask::{Corruption, Masker, PositionSelector};
