@@ -52,6 +52,9 @@ pub enum MaskStrategy {
     Electra,
     /// BERT: 80% `[MASK]`, 10% random token, 10% kept.
     Bert,
+    /// Every masked position becomes `[MASK]`.
+    #[serde(rename = "all_mask")]
+    AllMask,
 }
 
 /// Which positions of an example are masked.
@@ -118,7 +121,8 @@ pub struct DataConfig {
     /// Most masked positions per example. Default: none, meaning
     /// `int((mask_prob + 0.005) * max_seq_len)` as in the reference.
     pub max_predictions_per_seq: Option<usize>,
-    /// How masked positions are corrupted. Default: `electra` (85% `[MASK]`, 15% kept).
+    /// How masked positions are corrupted: `electra` (85% `[MASK]`, 15% kept), `bert`
+    /// (80/10/10) or `all_mask`. Default: `electra`.
     pub mask_strategy: MaskStrategy,
     /// Which positions are masked: `random` tokens, `whole_word`s or SpanBERT `span`s of
     /// whole words; the same count of positions either way. Default: `random`.
@@ -339,6 +343,8 @@ mod tests {
         assert_eq!(c.mask_strategy, MaskStrategy::Bert);
         assert_eq!(c.on_bad_record, BadRecordPolicy::Fail);
         assert_eq!(c.epochs, Some(3));
+        let c: DataConfig = serde_json::from_str(r#"{"mask_strategy": "all_mask"}"#).unwrap();
+        assert_eq!(c.mask_strategy, MaskStrategy::AllMask);
     }
 
     #[test]

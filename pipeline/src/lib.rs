@@ -20,8 +20,8 @@
 //! 5. [`mask`]: a fresh mask per epoch, a pure function of (seed, epoch, doc_id,
 //!    example_index): a [`mask::PositionSelector`] chooses the positions (random tokens,
 //!    whole words or SpanBERT spans), a
-//!    [`mask::Corruption`] what they become (ELECTRA 85% `[MASK]` / 15% kept, or BERT
-//!    80/10/10).
+//!    [`mask::Corruption`] what they become (ELECTRA 85% `[MASK]` / 15% kept, BERT
+//!    80/10/10, or all `[MASK]`).
 //! 6. [`batch`]: examples padded into flat row-major `i64` buffers.
 //! 7. [`loader`]: a reader thread, worker threads and a batcher joined by bounded
 //!    crossbeam channels; batches come out in order, identical for any thread count.

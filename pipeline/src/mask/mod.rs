@@ -8,13 +8,14 @@
 //!    `data.mask_positions`: [`RandomTokens`] (a uniform sample of the non-special tokens),
 //!    [`WholeWords`] (every sub-token of a chosen word together) or [`Spans`] (SpanBERT's
 //!    spans of whole words); the whole-word selectors read the examples' word starts;
-//! 2. a [`Corruption`] decides what each chosen position becomes: [`Replacement`] with
-//!    ELECTRA's shares (85% `[MASK]`, 15% kept) or BERT's (80/10/10), by
-//!    `data.mask_strategy`.
+//! 2. a [`Corruption`] decides what each chosen position becomes, by
+//!    `data.mask_strategy`: [`Replacement`] with ELECTRA's shares (85% `[MASK]`, 15% kept)
+//!    or BERT's (80/10/10), or [`AllMask`] (every one `[MASK]`).
 //!
 //! The [`Masker`] calls each stage once per example; the loader runs it over a whole
 //! chunk's examples in their flat buffers ([`crate::block::MaskedBlock::mask`]).
 
+mod all_mask;
 mod random_tokens;
 mod replacement;
 mod span;
@@ -27,6 +28,7 @@ use crate::config::{DataConfig, MaskPositions, MaskStrategy};
 use crate::rng::{Rng, MASK_STREAM};
 use crate::tokenize::SpecialTokens;
 
+pub use all_mask::AllMask;
 pub use random_tokens::RandomTokens;
 pub use replacement::{
     Replacement, Shares, BERT_MASK_SHARE, BERT_RANDOM_SHARE, ELECTRA_MASK_SHARE,
@@ -113,6 +115,7 @@ impl MaskOptions {
         let shares = match self.strategy {
             MaskStrategy::Electra => Replacement::ELECTRA,
             MaskStrategy::Bert => Replacement::BERT,
+            MaskStrategy::AllMask => return Arc::new(AllMask::new(special.mask)),
         };
         Arc::new(shares.with_vocabulary(special, self.vocab_size))
     }

@@ -171,6 +171,20 @@ fn bert_masks_80_randomizes_10_keeps_10() {
 }
 
 #[test]
+fn all_mask_masks_every_chosen_position_of_the_electra_selection() {
+    let (electra, all) = (masker(MaskStrategy::Electra), masker(MaskStrategy::AllMask));
+    assert_eq!(shares(&all), (1.0, 0.0, 0.0));
+    let ids = example(100, 20);
+    for doc in 0..50 {
+        let (a, b) = (
+            mask_one(&electra, 3, 0, doc, 0, &ids),
+            mask_one(&all, 3, 0, doc, 0, &ids),
+        );
+        assert_eq!((a.positions, a.labels), (b.positions, b.labels));
+    }
+}
+
+#[test]
 fn a_corruption_with_other_shares_plugs_into_the_same_selection() {
     // All-[MASK]: the same positions as ELECTRA's (the selector draws first), every one
     // of them [MASK].
@@ -287,20 +301,35 @@ fn check_count(positions: MaskPositions, ids: &[u32], starts: &[bool], count: us
     }
 }
 
+/// Checks what a chosen token `was` became (`now`) under `strategy`.
+fn check_corruption(strategy: MaskStrategy, was: u32, now: u32) {
+    let random = now != was && now != SPECIAL.mask;
+    match strategy {
+        MaskStrategy::AllMask => assert_eq!(now, SPECIAL.mask),
+        MaskStrategy::Electra => assert!(!random, "{was} -> {now}"),
+        MaskStrategy::Bert => assert!(!random || (!SPECIAL.contains(now) && now < 30522)),
+    }
+}
+
 proptest! {
     #[test]
-    fn every_selector_chooses_its_exact_count_of_whole_words_never_a_special(
+    fn every_selector_and_corruption_masks_exact_counts_of_whole_words_never_a_special(
         lengths in prop::collection::vec(1usize..200, 1..8),
         max in 8usize..160,
         seed in any::<u64>(),
         share in 1u64..=10,
         mask_prob in prop::sample::select(vec![0.15, 0.3, 0.4, 0.5]),
+        strategy in prop::sample::select(vec![
+            MaskStrategy::Electra,
+            MaskStrategy::Bert,
+            MaskStrategy::AllMask,
+        ]),
     ) {
         let (ids, ends) = document(&lengths);
         let starts = word_starts(ids.len(), share, seed);
         let max_predictions = ((mask_prob + 0.005) * max as f64) as usize;
         for positions in ALL_POSITIONS {
-            let m = masker_of(MaskStrategy::Bert, positions, mask_prob, max_predictions);
+            let m = masker_of(strategy, positions, mask_prob, max_predictions);
             let mut block = MaskedBlock::new();
             block.pack_document(&packer(max, true), seed, 0, 0, 1, &ids, Some(&starts), &ends);
             let packed = block.clone();
@@ -316,6 +345,7 @@ proptest! {
                 for (&p, &l) in out.masked_positions.iter().zip(out.masked_labels) {
                     prop_assert!(!SPECIAL.contains(ids[p as usize]), "{positions:?}");
                     prop_assert_eq!(l, ids[p as usize]);
+                    check_corruption(strategy, l, out.input_ids[p as usize]);
                 }
                 if positions != MaskPositions::Random {
                     for t in 1..ids.len() {
