@@ -17,7 +17,7 @@ ARGS ?=
 export PATH := $(VENV)/bin:$(HOME)/.cargo/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 
-.PHONY: all build pretrain test lint fmt clean-runs
+.PHONY: all venv build pretrain test test-build lint fmt clean-runs
 
 all: build
 
@@ -27,6 +27,8 @@ $(STAMP):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(PY_DEPS)
 	@touch $@
 
+venv: $(STAMP)
+
 build: $(STAMP)
 	$(CARGO) build --release --workspace
 
@@ -35,6 +37,10 @@ pretrain: build
 
 test: $(STAMP)
 	$(CARGO) test --release --workspace
+
+# Builds every test binary without running it (CI times this step on its own).
+test-build: $(STAMP)
+	$(CARGO) test --release --workspace --no-run
 
 lint: $(STAMP)
 	$(CARGO) fmt --all -- --check

@@ -62,11 +62,9 @@ import time  # noqa: E402
 from itertools import chain  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_DATA = os.path.join(ROOT, "..", "shared", "corpora", "pretrain", "*.zst")
-DEFAULT_TOKENIZERS = [
-    os.path.join(ROOT, "..", "shared", "tokenizers", "bert-base-uncased", "tokenizer.json"),
-    os.path.join(ROOT, "data", "tokenizer", "bert-base-uncased", "tokenizer.json"),
-]
+# The defaults are the repository's own: the embedded corpus and tokenizer.
+DEFAULT_DATA = os.path.join(ROOT, "data", "corpus", "*.zst")
+DEFAULT_TOKENIZER = os.path.join(ROOT, "data", "tokenizer", "bert-base-uncased", "tokenizer.json")
 SPECIALS = {
     "unk_token": ["[UNK]", "<unk>"],
     "sep_token": ["[SEP]", "</s>"],
@@ -79,8 +77,10 @@ SPECIALS = {
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", nargs="+", default=[DEFAULT_DATA],
-                   help="corpus files or globs: *.txt[.zst] plain text, *.jsonl[.zst] / *.json[.zst] JSONL with a `text` field")
-    p.add_argument("--tokenizer", default=None, help="a tokenizer.json (default: bert-base-uncased)")
+                   help="corpus files or globs: *.txt[.zst] plain text, *.jsonl[.zst] / *.json[.zst] JSONL with a `text` field"
+                        " (default: the embedded corpus, data/corpus/*.zst)")
+    p.add_argument("--tokenizer", default=DEFAULT_TOKENIZER,
+                   help="a tokenizer.json (default: the embedded bert-base-uncased)")
     p.add_argument("--procs", type=int, default=1, help="processes (num_proc / DataLoader workers); 1 = this process only")
     p.add_argument("--max-mb", type=float, default=None, help="use only the first MB of text (rows in file order)")
     p.add_argument("--mode", choices=["map", "streaming"], default="map")
@@ -244,9 +244,9 @@ def bare_tokenizer(tok, ds, map_batch_size):
 def main(argv=None):
     args = parse_args(argv)
     files = expand(args.data)
-    tok_path = args.tokenizer or next((t for t in DEFAULT_TOKENIZERS if os.path.isfile(t)), None)
-    if tok_path is None or not os.path.isfile(tok_path):
-        sys.exit(f"python_reference: tokenizer not found: {tok_path or DEFAULT_TOKENIZERS[0]}")
+    tok_path = args.tokenizer
+    if not os.path.isfile(tok_path):
+        sys.exit(f"python_reference: tokenizer not found: {tok_path}")
     if args.procs < 1:
         sys.exit("python_reference: --procs must be >= 1")
 

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Our data pipeline against the Python path on the same files and tokenizer (issue 6,
-# README "Performance"). Prints one table with the ratios the targets are stated in.
+# Our data pipeline against the Python path on the same files and tokenizer
+# (docs/performance.md). Prints one table with the ratios the targets are stated in.
 #
 #   scripts/bench-pipeline.sh [--seconds S] [--repeat N] [--max-mb MB] [--rss]
 #                             [--rss-seconds S] [--save] [CORPUS_FILE_OR_GLOB...]
 #
-# Default corpus: ../shared/corpora/pretrain/*.zst. Runs
+# Default corpus: the embedded one, data/corpus/*.zst (the figures in docs/performance.md
+# name the corpus they were measured on). Runs
 #   - electra bench pipeline --threads 1 and --threads 2 (raw zstd text/JSONL), the pair
 #     --repeat times (default 3) alternately; the thread rows are the medians, since this
 #     shared machine's speed drifts by 10-20% between runs (the first pair also times each
@@ -14,7 +15,7 @@
 #     group_texts + DataCollatorForLanguageModeling; --max-mb limits its input),
 #   - electra preprocess into a temporary shard folder, then
 #     electra bench pipeline --data SHARDS --threads 1 (read + pack + mask),
-# and, with --rss, the streaming memory check: a ~1 GB corpus (the shared files
+# and, with --rss, the streaming memory check: a ~1 GB corpus (the corpus files
 # concatenated many times: zstd frames concatenate) against a ~10 MB one (a prefix of each
 # file), each streamed for --rss-seconds (default 60), peak RSS and their ratio.
 # --save tees the output to bench/results/bench-pipeline.txt.
@@ -37,13 +38,13 @@ while [ $# -gt 0 ]; do
         --rss) RSS=1; shift ;;
         --rss-seconds) RSS_SECONDS=$2; shift 2 ;;
         --save) SAVE=1; shift ;;
-        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         --*) echo "unknown option: $1" >&2; exit 2 ;;
         *) DATA+=("$1"); shift ;;
     esac
 done
 if [ ${#DATA[@]} -eq 0 ]; then
-    DATA=(../shared/corpora/pretrain/*.zst)
+    DATA=(data/corpus/*.zst)
 fi
 for f in "${DATA[@]}"; do
     [ -e "$f" ] || { echo "no such corpus file: $f" >&2; exit 1; }
@@ -86,8 +87,9 @@ run() {
 }
 
 for t in 1 2; do
-    # --sample-mb 64 covers the whole shared corpus (28 MB of text), so the bare tokenizer
-    # runs on the text the pipeline cycles through (tokens/s depends on the text).
+    # --sample-mb 64 covers a whole corpus of up to 64 MB of text (the embedded one has 16 MB),
+    # so the bare tokenizer runs on the text the pipeline cycles through (tokens/s depends
+    # on the text).
     run "ours-$t" "$ELECTRA" bench pipeline --data "${DATA[@]}" --threads "$t" --seconds "$SECONDS_EACH" --sample-mb 64 --json
 done
 for r in $(seq 2 "$REPEAT"); do

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Offline preprocessing and training-from-shards figures (README "Performance").
+# Offline preprocessing and training-from-shards figures (docs/performance.md).
 #
-#   scripts/bench-shards.sh [CORPUS_GLOB]     # default: ../shared/corpora/pretrain/*.zst
+#   scripts/bench-shards.sh [CORPUS_GLOB]     # default: the embedded corpus, data/corpus/*.zst
 #
 # Prints: preprocessing throughput (text MB/s and tokens/s, 1 and 2 threads), the
 # read + pack + mask throughput from the shards (1 and 2 threads), peak RSS of each, and
 # shard size versus the raw zstd size. Needs `make build` first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CORPUS=${1:-../shared/corpora/pretrain/*.zst}
+CORPUS=${1:-data/corpus/*.zst}
 B=./target/release/electra
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trainer speed on this CPU machine: `electra bench train` against the transformers reference
-# (bench/hf_reference_train.py) on the same config, batch and sequence length (issue 6,
-# README "Performance"). Prints one table; the target is ours >= 2x the reference.
+# (bench/hf_reference_train.py) on the same config, batch and sequence length
+# (docs/performance.md). Prints one table; the target is ours >= 2x the reference.
 #
 #   scripts/bench-train.sh [--steps N] [--warmup W] [--batch-size B] [--seq-len L]
 #                          [--threads T] [--save] [CONFIG...]

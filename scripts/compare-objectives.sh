@@ -8,8 +8,9 @@
 #
 # --steps is ELECTRA's step count; MLM gets the steps that spend the same FLOPs (counted by
 # `electra flops`: matrix products, 3x forward, the generator included). Defaults: the tiny
-# config on CPU, 400 ELECTRA steps, 3 seeds, the tasks in ../shared/corpora/downstream,
-# with CPU-sized fine-tuning subsets (--quick: shorter still, for a smoke run). On a GPU:
+# config on CPU, 400 ELECTRA steps, 3 seeds, every task folder in data/tasks (the in-repo
+# WordNet supersense task; --tasks DIR takes a folder of task folders), with CPU-sized
+# fine-tuning subsets (--quick: shorter still, for a smoke run). On a GPU:
 #   scripts/compare-objectives.sh --config configs/electra-small.toml --device cuda --steps 20000
 # Needs `make build` first.
 set -euo pipefail
@@ -20,7 +21,7 @@ STEPS=400
 DEVICE=cpu
 SEEDS=3
 OUT=runs/compare-objectives
-TASKS=../shared/corpora/downstream
+TASKS=data/tasks
 QUICK=0
 while [ $# -gt 0 ]; do
     case "$1" in

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check of the distributed collectives (issue 7): NCCL through c10d's ProcessGroupNCCL.
+# GPU check of the distributed collectives (docs/architecture.md): NCCL through c10d's ProcessGroupNCCL.
 #
 #   scripts/dist-gpu-check.sh prepare    # here: build the release binary, copy it to .gpu/
 #   scripts/dist-gpu-check.sh run        # on the GPU machine (with .gpu/ carried along)

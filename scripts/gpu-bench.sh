@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Everything issue 6 asks of a lent GPU (an H200) in one run of a few minutes, one table.
+# The GPU performance figures (docs/performance.md) from a lent GPU (an H200) in one run of
+# a few minutes, one table.
 #
 #   scripts/gpu-bench.sh prepare              # here: copy target/release/electra, stripped, to
 #                                             # .gpu/electra (git-ignored; carry .gpu). No build.

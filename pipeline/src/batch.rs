@@ -2,6 +2,7 @@
 
 use crate::block::ExampleRef;
 use crate::config::DataConfig;
+pub use crate::cursor::DataCursor;
 use crate::source::BadRecordCounts;
 
 /// How a batch is padded.
@@ -44,7 +45,8 @@ impl BatchShape {
 pub struct Batch {
     /// 0, 1, 2 ... in stream order.
     pub seq_no: u64,
-    /// Epoch of the first example.
+    /// Epoch of the first example (a mixture's: the smallest epoch of its examples'
+    /// sources).
     pub epoch: u64,
     /// B: examples in the batch (the last batch of a finite stream may be smaller).
     pub batch_size: usize,
@@ -71,41 +73,9 @@ pub struct Batch {
     /// Where the stream stands after this batch: a loader started at this cursor yields
     /// the batches that follow it.
     pub cursor: DataCursor,
-}
-
-/// A position in the example stream: everything before it has been consumed. Packing and
-/// masking are pure functions of (seed, epoch, document), so this is the whole state a
-/// loader needs to continue exactly where another stopped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DataCursor {
-    /// The epoch.
-    pub epoch: u64,
-    /// Position of the current document in the epoch's document stream (0-based; for
-    /// shards, after the epoch's shard permutation and window shuffle).
-    pub document: u64,
-    /// That document's id (raw files: `source index << 32 | ordinal in the file`), where
-    /// a raw-file reader seeks to.
-    pub doc_id: u64,
-    /// Examples of that document already consumed.
-    pub examples_done: u32,
-}
-
-impl DataCursor {
-    /// The cursor just after example `example_index` of the document at `document`.
-    pub fn after(epoch: u64, document: u64, doc_id: u64, example_index: u32) -> Self {
-        Self {
-            epoch,
-            document,
-            doc_id,
-            examples_done: example_index.saturating_add(1),
-        }
-    }
-
-    /// Whether the example (`epoch`, `document`, `example_index`) comes before the cursor,
-    /// i.e. was already consumed.
-    pub fn consumed(&self, epoch: u64, document: u64, example_index: u32) -> bool {
-        (epoch, document, example_index) < (self.epoch, self.document, self.examples_done)
-    }
+    /// `[B]` the mixture source each row was drawn from (index into `data.sources`);
+    /// empty for a single corpus.
+    pub example_sources: Vec<u32>,
 }
 
 impl Batch {
@@ -168,6 +138,7 @@ impl Batch {
             real_tokens,
             bad_records,
             cursor: DataCursor::default(),
+            example_sources: Vec::new(),
         }
     }
 

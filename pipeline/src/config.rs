@@ -24,7 +24,7 @@ pub const DEFAULT_PREFETCH: usize = 8;
 pub const DEFAULT_CHUNK_BYTES: usize = 256 << 10;
 /// Default `pad_to_multiple_of`.
 pub const DEFAULT_PAD_TO_MULTIPLE_OF: usize = 8;
-/// Default document window of the shard shuffle.
+/// Default document window of the shuffle (shards and raw files).
 pub const DEFAULT_SHUFFLE_WINDOW: usize = 4096;
 /// Smallest accepted `max_seq_len`.
 pub const MIN_SEQ_LEN: usize = 8;
@@ -160,11 +160,11 @@ pub struct DataConfig {
     pub pad_to_max_len: bool,
     /// Passes over the corpus; none repeats forever. Default: none.
     pub epochs: Option<u64>,
-    /// Shards only: permute the shard order every epoch and shuffle documents within
-    /// consecutive blocks of `shuffle_window` documents, both from (seed, epoch). Raw files
-    /// are always read in order. Default: true.
+    /// Permute the order of the shards (or of the raw files) every epoch and shuffle
+    /// documents within consecutive blocks of `shuffle_window` documents, both from (seed,
+    /// epoch); `false` reads files and shards in the given order. Default: true.
     pub shuffle: bool,
-    /// Shards only: documents per shuffle block (held in memory), also the unit dealt to
+    /// Documents per shuffle block (held in memory). For shards also the unit dealt to
     /// data slices ([`crate::slice`]), shuffled or not. Default: 4096.
     pub shuffle_window: usize,
     /// Shards only: check each shard's sha256 against its manifest the first time it is
@@ -175,6 +175,75 @@ pub struct DataConfig {
     /// `preprocess` writes byte-identical shards. Other tokenizers always run the crate.
     /// Default: true.
     pub fast_tokenizer: bool,
+    /// A weighted mixture of corpora (`[[data.sources]]`), in place of `files`: each
+    /// example slot is drawn from one source by a schedule of (seed, slot) that holds the
+    /// weights (see [`crate::corpus::mixture`]). Every other key applies to every source.
+    /// Default: empty (read `files`).
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+}
+
+/// One corpus of a mixture (`[[data.sources]]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// The name in metrics and reports. Default: `source-I` (I = its index).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Its files, globs, shard manifests or shard folders (raw files or shards, as
+    /// `data.files`). Required.
+    pub files: Vec<String>,
+    /// Its share of the example slots, relative to the other sources' (weights need not
+    /// sum to 1). Required, positive.
+    pub weight: f64,
+    /// Passes over its files before it is spent (more than 1 up-samples it). Default:
+    /// `data.epochs` (none: it repeats until its token budget or forever).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<u64>,
+    /// Token budget: it is spent once its examples hold this many real tokens (the example
+    /// that reaches the budget is its last; with several data slices each slice spends
+    /// its share). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
+}
+
+impl SourceConfig {
+    /// Its name: `name`, or `source-{index}`.
+    pub fn display_name(&self, index: usize) -> String {
+        if self.name.is_empty() {
+            format!("source-{index}")
+        } else {
+            self.name.clone()
+        }
+    }
+
+    /// An `InvalidConfig` error on `sources` naming this source.
+    fn invalid(&self, index: usize, reason: impl std::fmt::Display) -> PipelineError {
+        invalid(
+            "sources",
+            format!("source {index} ({}): {reason}", self.display_name(index)),
+        )
+    }
+
+    /// Checks its values.
+    fn validate(&self, index: usize) -> Result<()> {
+        if self.files.is_empty() {
+            return Err(self.invalid(index, "lists no files"));
+        }
+        if !(self.weight.is_finite() && self.weight > 0.0) {
+            return Err(self.invalid(
+                index,
+                format_args!("weight {} is not a positive number", self.weight),
+            ));
+        }
+        if self.epochs == Some(0) {
+            return Err(self.invalid(index, "epochs must be at least 1"));
+        }
+        if self.tokens == Some(0) {
+            return Err(self.invalid(index, "a token budget must be at least 1"));
+        }
+        Ok(())
+    }
 }
 
 impl Default for DataConfig {
@@ -206,6 +275,7 @@ impl Default for DataConfig {
             shuffle_window: DEFAULT_SHUFFLE_WINDOW,
             verify_shards: true,
             fast_tokenizer: true,
+            sources: Vec::new(),
         }
     }
 }
@@ -283,7 +353,41 @@ impl DataConfig {
         if self.text_field.is_empty() {
             return Err(invalid("text_field", "must not be empty"));
         }
+        self.validate_sources()
+    }
+
+    /// Mixture sources: each valid, and never together with `files`.
+    fn validate_sources(&self) -> Result<()> {
+        if !self.sources.is_empty() && !self.files.is_empty() {
+            return Err(invalid(
+                "sources",
+                "given together with `files`: list the files in the sources",
+            ));
+        }
+        for (index, source) in self.sources.iter().enumerate() {
+            source.validate(index)?;
+        }
         Ok(())
+    }
+
+    /// The data config that reads mixture source `source` alone: its files and epochs,
+    /// the rest of this config.
+    pub fn for_source(&self, source: &SourceConfig) -> DataConfig {
+        DataConfig {
+            files: source.files.clone(),
+            epochs: source.epochs.or(self.epochs),
+            sources: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// The names of the mixture's sources (empty for a single corpus).
+    pub fn source_names(&self) -> Vec<String> {
+        self.sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.display_name(i))
+            .collect()
     }
 
     /// Most masked positions per example: `max_predictions_per_seq`, or

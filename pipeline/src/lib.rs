@@ -9,7 +9,9 @@
 //!    and a record format (plain text, JSONL); bad records are skipped and counted, or
 //!    fatal ([`config::BadRecordPolicy`]).
 //! 2. [`corpus`]: the stream of document chunks a loader reads, epoch by epoch, as a
-//!    [`corpus::DocumentSource`]: raw files in order, or shuffled Parquet [`shard`]s.
+//!    [`corpus::DocumentSource`]: raw files or Parquet [`shard`]s, shuffled per epoch
+//!    (or in order); several corpora make a weighted mixture ([`corpus::mixture`]), each
+//!    example slot drawn from the source a pure [`corpus::SlotSchedule`] names.
 //! 3. [`tokenize`]: a Hugging Face `tokenizer.json` turns each document's sentences into
 //!    token ids, sentence ends and word starts ([`electra_schemas::tokenized`]); BERT-style
 //!    WordPiece takes an exact fast path (LinMaxMatch), everything else the `tokenizers`
@@ -23,8 +25,9 @@
 //!    [`mask::Corruption`] what they become (ELECTRA 85% `[MASK]` / 15% kept, BERT
 //!    80/10/10, or all `[MASK]`).
 //! 6. [`batch`]: examples padded into flat row-major `i64` buffers.
-//! 7. [`loader`]: a reader thread, worker threads and a batcher joined by bounded
-//!    crossbeam channels; batches come out in order, identical for any thread count.
+//! 7. [`loader`]: reader threads (one per source), worker threads and a batcher joined by
+//!    bounded crossbeam channels; batches come out in order, identical for any thread
+//!    count, each with the [`cursor`] a resumed loader starts from.
 //!    [`slice`](mod@slice): a loader can read one of S disjoint parts of the stream, for data-parallel
 //!    training that is the same whatever the number of ranks.
 //!
@@ -57,6 +60,7 @@ pub mod bench_tokenize;
 pub mod block;
 pub mod config;
 pub mod corpus;
+pub mod cursor;
 pub mod error;
 pub mod loader;
 pub mod mask;
@@ -71,11 +75,13 @@ pub mod source;
 pub mod tokenize;
 pub mod train_tokenizer;
 
-pub use batch::{Batch, BatchShape, DataCursor};
+pub use batch::{Batch, BatchShape};
 pub use block::{ChunkDocuments, ExampleRef, MaskedBlock};
 pub use config::{
-    BadRecordPolicy, DataConfig, MaskPositions, MaskStrategy, OversizedLinePolicy, SourceFormat,
+    BadRecordPolicy, DataConfig, MaskPositions, MaskStrategy, OversizedLinePolicy, SourceConfig,
+    SourceFormat,
 };
+pub use cursor::{DataCursor, MixtureCursor, SourceCursor, StreamPosition};
 pub use error::{PipelineError, Result};
 pub use loader::{Loader, LoaderStart, LoaderStats};
 pub use mask::{Corruption, Masker, PositionSelector};

@@ -27,6 +27,7 @@
 //! cursors and resume work the same way.
 
 mod batcher;
+mod inputs;
 mod reader;
 mod worker;
 
@@ -37,10 +38,11 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver};
 
-use crate::batch::{Batch, BatchShape, DataCursor};
+use crate::batch::{Batch, BatchShape};
 use crate::block::MaskedBlock;
 use crate::config::DataConfig;
-use crate::corpus::{open_corpus, DocumentSource, PositionedChunk};
+use crate::corpus::{open_corpus, Corpus, Mixer, PositionedChunk};
+use crate::cursor::{DataCursor, MixtureCursor};
 use crate::error::{PipelineError, Result};
 use crate::slice::DataSlice;
 use crate::source::BadRecordCounts;
@@ -53,8 +55,9 @@ use worker::{worker, Stages};
 /// Chunks in flight per worker thread.
 const SLOTS_PER_THREAD: usize = 4;
 
-/// Work for a worker: a numbered chunk of documents.
+/// Work for a worker: a numbered chunk of documents of one source.
 struct Work {
+    source: usize,
     seq: u64,
     epoch: u64,
     chunk: PositionedChunk,
@@ -62,7 +65,7 @@ struct Work {
 
 /// Where a loader starts: after `batches_done` batches, at `cursor` (the cursor of the last
 /// batch consumed). The default is the beginning of the stream.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoaderStart {
     /// Batches already consumed (the first batch out is numbered this).
     pub batches_done: u64,
@@ -70,24 +73,20 @@ pub struct LoaderStart {
     pub cursor: DataCursor,
 }
 
-impl LoaderStart {
-    /// Whether reading must seek inside the cursor's epoch.
-    fn seeks(&self) -> bool {
-        self.cursor.document > 0 || self.cursor.examples_done > 0
-    }
-}
-
 /// What the batcher receives.
 enum Message {
-    /// The result of chunk `seq` (or the reader's error in its place).
+    /// The result of chunk `seq` of `source` (or the source reader's error in its place).
     Chunk {
+        source: usize,
         seq: u64,
         epoch: u64,
         examples: Result<Box<MaskedBlock>>,
         bad_records: BadRecordCounts,
+        /// Where a cursor at these examples seeks to, when not the document's own id.
+        seek_id: Option<u64>,
     },
-    /// The reader is done: `chunks` chunks were sent in all.
-    End { chunks: u64 },
+    /// The reader of `source` is done: `chunks` chunks were sent in all.
+    End { source: usize, chunks: u64 },
 }
 
 /// Cheap counters shared with the pipeline threads.
@@ -191,49 +190,64 @@ impl Loader {
         let stages = Stages::new(config, tokenizer, seed);
         let word_starts = stages.needs_word_starts();
         let corpus = open_corpus(config, stages.tokenizer(), seed, slice, word_starts)?;
+        let stages = stages.with_seeds(corpus.sources.iter().map(|s| s.seed).collect());
         let mut loader = Loader {
             output: None,
             stop: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),
             counters: Arc::new(Counters::default()),
-            files: corpus.files,
+            files: corpus.files.clone(),
             slice,
             finished: false,
         };
-        loader.start(config, corpus.source, stages, shape, start)?;
+        loader.start(config, corpus, stages, shape, start)?;
         Ok(loader)
     }
 
-    /// Starts the reader, the workers and the batcher, joined by bounded channels.
+    /// Starts a reader per source, the workers and the batcher, joined by bounded channels.
     fn start(
         &mut self,
         config: &DataConfig,
-        source: Box<dyn DocumentSource>,
+        corpus: Corpus,
         stages: Stages,
         shape: BatchShape,
         start: LoaderStart,
     ) -> Result<()> {
         let workers = config.worker_threads();
-        let slots = workers * SLOTS_PER_THREAD;
-        let (slot_tx, slot_rx) = bounded::<()>(slots);
-        for _ in 0..slots {
-            // Cannot fail: the channel has room for every token and both ends are alive.
-            let _ = slot_tx.send(());
-        }
+        let sources = corpus.sources.len();
+        // The chunks in flight are shared out over the sources, a few each at least.
+        let slots = (workers * SLOTS_PER_THREAD / sources).max(SLOTS_PER_THREAD);
+        let mixture = start_mixture(&start.cursor, sources)?;
         let (work_tx, work_rx) = bounded::<Work>(workers * 2);
-        let (result_tx, result_rx) = bounded::<Message>(slots + workers + 1);
+        let (result_tx, result_rx) = bounded::<Message>(slots * sources + workers + sources);
         let (out_tx, out_rx) = bounded::<Result<Batch>>(config.prefetch);
         self.output = Some(out_rx);
 
-        let feed = Feed {
-            stop: self.stop.clone(),
-            counters: self.counters.clone(),
-            work: work_tx,
-            slots: slot_rx,
-        };
-        let reader = Reader::new(source, config.epochs, start, feed, result_tx.clone());
-        self.threads
-            .push(spawn("electra-reader".into(), move || reader.run())?);
+        let mut slot_senders = Vec::with_capacity(sources);
+        let mut budgets = Vec::with_capacity(sources);
+        for (index, source) in corpus.sources.into_iter().enumerate() {
+            let (slot_tx, slot_rx) = bounded::<()>(slots);
+            for _ in 0..slots {
+                // Cannot fail: the channel has room for every token and both ends are alive.
+                let _ = slot_tx.send(());
+            }
+            slot_senders.push(slot_tx);
+            budgets.push(source.tokens);
+            let feed = Feed {
+                stop: self.stop.clone(),
+                counters: self.counters.clone(),
+                work: work_tx.clone(),
+                slots: slot_rx,
+            };
+            let position = mixture.sources[index].position;
+            let reader = Reader::new(index, source, position, feed, result_tx.clone());
+            let name = match sources {
+                1 => "electra-reader".to_string(),
+                _ => format!("electra-reader-{index}"),
+            };
+            self.threads.push(spawn(name, move || reader.run())?);
+        }
+        drop(work_tx);
         let stages = Arc::new(stages);
         for i in 0..workers {
             let name = format!("electra-worker-{i}");
@@ -246,11 +260,13 @@ impl Loader {
         drop(work_rx);
         drop(result_tx);
         let batcher = Batcher {
-            start,
+            batches_done: start.batches_done,
             batch_size: config.batch_size,
             shape,
+            mixer: Mixer::new(corpus.schedule, budgets, mixture),
+            is_mixture: corpus.mixture,
             results: result_rx,
-            slots: slot_tx,
+            slots: slot_senders,
             output: out_tx,
             stop: self.stop.clone(),
             counters: self.counters.clone(),
@@ -313,6 +329,27 @@ impl Drop for Loader {
             let _ = handle.join();
         }
     }
+}
+
+/// Where each of `sources` sources starts, from a cursor: its mixture state, or a single
+/// corpus's position. A cursor of another shape (another number of sources) is refused.
+fn start_mixture(cursor: &DataCursor, sources: usize) -> Result<MixtureCursor> {
+    let starts = (0..sources)
+        .map(|s| cursor.source_start(s, sources))
+        .collect::<Option<Vec<_>>>();
+    let Some(starts) = starts else {
+        let held = cursor.mixture.as_ref().map_or(1, |m| m.sources.len());
+        return Err(PipelineError::InvalidConfig {
+            field: "sources",
+            reason: format!(
+                "cannot resume: the cursor holds the positions of {held} source(s), the config reads {sources}"
+            ),
+        });
+    };
+    Ok(MixtureCursor {
+        slot: cursor.mixture.as_ref().map_or(0, |m| m.slot),
+        sources: starts,
+    })
 }
 
 #[cfg(test)]

@@ -11,11 +11,12 @@
 //!
 //! How the stream is dealt:
 //!
-//! - **Raw files**: document p of the epoch (its ordinal in the epoch's stream) belongs to
-//!   slice `p % S`. Every slice's reader parses all the files (reading is cheap), but only
-//!   its own documents go to the tokenizer workers, so tokenizing, packing and masking are
-//!   divided by S. Decoding is not: a process reading k slices decodes the files k times,
-//!   which matters only for large k; at scale, train from shards.
+//! - **Raw files**: document p of the epoch (its ordinal in the epoch's stream, after the
+//!   epoch's shuffle) belongs to slice `p % S`. Every slice's reader parses all the files
+//!   (reading is cheap) and, shuffled, permutes every block, but only its own documents go
+//!   to the tokenizer workers, so tokenizing, packing and masking are divided by S.
+//!   Decoding is not: a process reading k slices decodes the files k times (and holds k
+//!   shuffle blocks), which matters only for large k; at scale, train from shards.
 //! - **Shards**: the epoch's stream (shards in the epoch's permutation, one after another)
 //!   is cut into blocks of `shuffle_window` documents, as the shuffle cuts it, and block b
 //!   belongs to slice `b % S`. Whole blocks, not single documents, because a block is
@@ -30,7 +31,10 @@
 //! exactly, and packing and masks, pure functions of (seed, epoch, document), make an
 //! example the same whichever slice reads it. Each slice counts its epochs on its own
 //! (an epoch is one pass over the slice's documents); `data.epochs` applies per slice.
-//! [`DataSlice::WHOLE`] reads the stream exactly as a loader without slices does.
+//! A mixture deals each source this way and draws each slice's example slots by a
+//! schedule of its own (see [`crate::corpus::mixture`]); a token budget is shared out
+//! over the slices. [`DataSlice::WHOLE`] reads the stream exactly as a loader without
+//! slices does.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,7 @@
 //! Exact resume of the data stream: a loader started at the cursor of batch k yields
-//! exactly the batches that followed batch k, for raw files and for shuffled shards, with
-//! another thread count and across an epoch boundary, so every example is consumed once.
+//! exactly the batches that followed batch k, for raw files (in order or shuffled, bad
+//! records included) and for shuffled shards, with another thread count and chunk size and
+//! across an epoch boundary, so every example is consumed once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -63,7 +64,7 @@ fn check_resume(config: &DataConfig, threads_after: usize) {
     for k in cuts {
         let start = LoaderStart {
             batches_done: k as u64 + 1,
-            cursor: full[k].cursor,
+            cursor: full[k].cursor.clone(),
         };
         let rest = all(&resumed_config, start);
         assert_eq!(
@@ -84,22 +85,63 @@ fn check_resume(config: &DataConfig, threads_after: usize) {
     }
 }
 
-#[test]
-fn resuming_a_raw_corpus_continues_exactly_where_it_stopped() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = DataConfig {
-        files: corpus(dir.path())
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect(),
+fn raw_config(files: &[PathBuf]) -> DataConfig {
+    DataConfig {
+        files: files.iter().map(|p| p.display().to_string()).collect(),
         batch_size: 24,
         max_seq_len: 128,
         threads: 1,
         chunk_bytes: 64 << 10,
         epochs: Some(2),
         ..DataConfig::default()
+    }
+}
+
+#[test]
+fn resuming_a_raw_corpus_in_file_order_continues_exactly_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = DataConfig {
+        shuffle: false,
+        ..raw_config(&corpus(dir.path()))
     };
     check_resume(&config, 3);
+}
+
+/// 40 JSONL records, every fourth malformed and every seventh without text.
+fn with_bad_records(dir: &Path) -> PathBuf {
+    let lines: Vec<String> = (0..40)
+        .map(|i| match i {
+            _ if i % 4 == 3 => format!("{{broken {i}"),
+            _ if i % 7 == 5 => format!("{{\"title\": \"record {i}\"}}"),
+            _ => format!("{{\"text\": \"Record {i} is short.\\nIt has two lines.\"}}"),
+        })
+        .collect();
+    let path = dir.join("bad.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+#[test]
+fn resuming_shuffled_raw_files_continues_exactly_where_it_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    // The default window: each epoch is one block.
+    check_resume(&raw_config(&corpus(dir.path())), 3);
+    // Blocks of 7 documents, across file boundaries, with bad records met in many of
+    // them: each batch's bad-record counts are the same after a resume too.
+    let mut files = corpus(dir.path());
+    files.insert(1, with_bad_records(dir.path()));
+    let config = DataConfig {
+        shuffle_window: 7,
+        ..raw_config(&files)
+    };
+    let full = all(&config, LoaderStart::default());
+    let bad: u64 = full.iter().map(|b| b.bad_records.total()).sum();
+    assert_eq!(
+        bad,
+        2 * (10 + 4),
+        "two epochs of 10 malformed and 4 textless records"
+    );
+    check_resume(&config, 2);
 }
 
 #[test]

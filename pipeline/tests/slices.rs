@@ -189,12 +189,16 @@ fn check_partition(config: &DataConfig, owns: impl Fn(DataSlice, u64) -> bool) {
 }
 
 #[test]
-fn slices_of_raw_files_partition_the_stream() {
+fn slices_of_raw_files_partition_the_stream_shuffled_or_not() {
     let dir = tempfile::tempdir().unwrap();
-    // Raw documents are dealt one by one.
-    check_partition(&raw_config(dir.path()), |slice, position| {
-        slice.owns(position)
-    });
+    // Raw documents are dealt one by one, by their position after the shuffle.
+    let in_order = raw_config(dir.path());
+    check_partition(&in_order, |slice, position| slice.owns(position));
+    let shuffled = DataConfig {
+        shuffle: true,
+        ..in_order
+    };
+    check_partition(&shuffled, |slice, position| slice.owns(position));
 }
 
 #[test]
@@ -252,7 +256,7 @@ fn check_resume(config: &DataConfig, slice: DataSlice) {
     for k in cuts {
         let start = LoaderStart {
             batches_done: k as u64 + 1,
-            cursor: full[k].cursor,
+            cursor: full[k].cursor.clone(),
         };
         let (rest, _) = load(&resumed_config, slice, start);
         assert_eq!(
@@ -274,9 +278,15 @@ fn check_resume(config: &DataConfig, slice: DataSlice) {
 }
 
 #[test]
-fn a_slice_of_raw_files_resumes_exactly_from_its_cursor() {
+fn a_slice_of_raw_files_resumes_exactly_from_its_cursor_shuffled_or_not() {
     let dir = tempfile::tempdir().unwrap();
-    check_resume(&raw_config(dir.path()), DataSlice::new(1, 3).unwrap());
+    let in_order = raw_config(dir.path());
+    check_resume(&in_order, DataSlice::new(1, 3).unwrap());
+    let shuffled = DataConfig {
+        shuffle: true,
+        ..in_order
+    };
+    check_resume(&shuffled, DataSlice::new(1, 2).unwrap());
 }
 
 #[test]

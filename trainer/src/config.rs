@@ -1,7 +1,7 @@
 //! The run configuration: one TOML file with `[model]`, `[data]` and `[train]` sections,
 //! `--set section.key=value` overrides, unknown keys rejected with their name.
 //!
-//! Relative paths in `[data]` (`files`, `tokenizer`) are resolved against the directory of
+//! Relative paths in `[data]` (`files`, `tokenizer`, the `files` of `[[data.sources]]`) are resolved against the directory of
 //! the config file, so `configs/tiny.toml` can name `../data/corpus/*.zst` and work from
 //! any working directory. The resolved config (absolute paths, every default filled in) is
 //! written to `RUN_DIR/config.toml`.
@@ -422,6 +422,9 @@ impl RunConfig {
             }
         };
         self.data.files = self.data.files.iter().map(|f| resolve(f)).collect();
+        for source in &mut self.data.sources {
+            source.files = source.files.iter().map(|f| resolve(f)).collect();
+        }
         self.data.tokenizer = resolve(&self.data.tokenizer);
     }
 
@@ -602,6 +605,36 @@ mod tests {
         assert_eq!(
             cfg.data.tokenizer,
             dir.path().join("tok.json").display().to_string()
+        );
+    }
+
+    #[test]
+    fn mixture_sources_parse_resolve_their_paths_and_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let toml = "[data]\n\
+            [[data.sources]]\nname = \"books\"\nfiles = [\"books/*.zst\"]\nweight = 0.7\nepochs = 2\n\
+            [[data.sources]]\nfiles = [\"/abs/web\"]\nweight = 0.3\ntokens = 5000\n";
+        std::fs::write(&path, toml).unwrap();
+        let cfg = RunConfig::load(&path, &[]).unwrap();
+        let sources = &cfg.data.sources;
+        assert_eq!(sources.len(), 2);
+        assert_eq!(
+            sources[0].files[0],
+            dir.path().join("books/*.zst").display().to_string()
+        );
+        assert_eq!(
+            (sources[0].epochs, sources[1].tokens),
+            (Some(2), Some(5000))
+        );
+        assert_eq!(cfg.data.source_names(), ["books", "source-1"]);
+        let back = RunConfig::from_toml_str(&cfg.to_toml().unwrap(), &[], "resolved").unwrap();
+        assert_eq!(cfg, back);
+        let mut other = cfg.clone();
+        other.data.sources[1].weight = 0.4;
+        assert_eq!(
+            cfg.resume_differences(&other).unwrap(),
+            vec!["data.sources".to_string()]
         );
     }
 

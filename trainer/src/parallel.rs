@@ -69,7 +69,7 @@ impl RankData {
         }
         let mut loaders = Vec::with_capacity(owned.len());
         for &index in owned {
-            let start = starts.get(index).copied().unwrap_or_default();
+            let start = starts.get(index).cloned().unwrap_or_default();
             let slice = DataSlice {
                 index,
                 count: slices,
@@ -104,7 +104,7 @@ impl RankData {
         for (index, batch) in &parts {
             let first = (index * self.rows_per_slice) as i64;
             global_rows.extend((0..batch.batch_size as i64).map(|r| first + r));
-            cursors.push((*index, batch.cursor));
+            cursors.push((*index, batch.cursor.clone()));
         }
         let batch = concat(parts.into_iter().map(|(_, b)| b).collect(), self.pad_id);
         Some(Ok(RankBatch {
@@ -137,7 +137,10 @@ pub fn concat(mut parts: Vec<Batch>, pad_id: i64) -> Batch {
         example_ids: Vec::with_capacity(rows),
         real_tokens: 0,
         bad_records: BadRecordCounts::default(),
-        cursor: parts.last().map_or_else(DataCursor::default, |b| b.cursor),
+        cursor: parts
+            .last()
+            .map_or_else(DataCursor::default, |b| b.cursor.clone()),
+        example_sources: Vec::new(),
     };
     let mut row_offset = 0i64;
     for part in parts {
@@ -162,6 +165,7 @@ pub fn concat(mut parts: Vec<Batch>, pad_id: i64) -> Batch {
             }));
         out.masked_labels.extend_from_slice(&part.masked_labels);
         out.example_ids.extend_from_slice(&part.example_ids);
+        out.example_sources.extend_from_slice(&part.example_sources);
         out.real_tokens += part.real_tokens;
         out.bad_records.add(&part.bad_records);
         row_offset += part.batch_size as i64;
@@ -209,9 +213,9 @@ pub fn combine(reports: &[RankReport], slices: usize) -> Result<Combined> {
         out.window_tokens += report.window_tokens;
         out.bad_records.add(&report.bad_records);
         out.stop |= report.stop;
-        for &(slice, cursor) in &report.cursors {
-            match cursors.get_mut(slice) {
-                Some(slot @ None) => *slot = Some(cursor),
+        for (slice, cursor) in &report.cursors {
+            match cursors.get_mut(*slice) {
+                Some(slot @ None) => *slot = Some(cursor.clone()),
                 _ => {
                     return Err(TrainError::Dist {
                         reason: format!("slice {slice} reported twice or out of range 0..{slices}"),
@@ -254,9 +258,9 @@ mod tests {
             cursor: DataCursor {
                 epoch: 1,
                 document: base as u64,
-                doc_id: 0,
-                examples_done: 0,
+                ..DataCursor::default()
             },
+            example_sources: Vec::new(),
         }
     }
 
@@ -296,10 +300,9 @@ mod tests {
     #[test]
     fn reports_combine_and_every_slice_is_covered_once() {
         let cursor = |d| DataCursor {
-            epoch: 0,
             document: d,
             doc_id: d,
-            examples_done: 0,
+            ..DataCursor::default()
         };
         let a = RankReport {
             tokens: 10,

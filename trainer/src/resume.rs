@@ -46,7 +46,7 @@ pub fn loader_starts(found: Option<&Found>, slices: usize) -> Result<Vec<LoaderS
     if slices == 1 {
         return Ok(vec![LoaderStart {
             batches_done: s.batches,
-            cursor: s.cursor,
+            cursor: s.cursor.clone(),
         }]);
     }
     if s.slice_cursors.len() != slices {
@@ -60,9 +60,9 @@ pub fn loader_starts(found: Option<&Found>, slices: usize) -> Result<Vec<LoaderS
     }
     Ok(s.slice_cursors
         .iter()
-        .map(|&cursor| LoaderStart {
+        .map(|cursor| LoaderStart {
             batches_done: s.batches,
-            cursor,
+            cursor: cursor.clone(),
         })
         .collect())
 }

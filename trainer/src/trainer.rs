@@ -35,7 +35,7 @@ use crate::config::{Precision, RunConfig};
 use crate::dist::Collective;
 use crate::error::{Result, TrainError};
 use crate::hf_folders::{write_hf_folders, Layout};
-use crate::metrics::{MetricsRow, MetricsSink};
+use crate::metrics::{source_counts, MetricsRow, MetricsSink};
 use crate::objective::{self, Objective, Start};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::parallel::{combine, Combined, RankReport};
@@ -139,6 +139,8 @@ pub struct Trainer {
     counters: Counters,
     sinks: Vec<Box<dyn MetricsSink>>,
     settings: Settings,
+    /// The names of a mixture's sources (empty for a single corpus).
+    source_names: Vec<String>,
     flops_per_step: f64,
     /// When this process started training, and the seconds trained before it.
     started: Instant,
@@ -186,6 +188,7 @@ impl Trainer {
                 max_bad_steps: t.max_bad_steps,
                 slices: config.dist.data_slices,
             },
+            source_names: config.data.source_names(),
             flops_per_step,
             started: Instant::now(),
             elapsed_before: 0.0,
@@ -317,6 +320,7 @@ impl Trainer {
             elapsed_sec: self.elapsed(),
             bad_records: &c.combined.bad_records,
             skipped_steps: skipped,
+            sources: source_counts(&self.source_names, &c.combined.cursors),
         })?;
         for sink in &mut self.sinks {
             sink.write(&row)?;
@@ -339,7 +343,7 @@ impl Trainer {
             format_version: checkpoint::FORMAT_VERSION,
             step: c.step,
             batches: c.step,
-            cursor: c.combined.cursors.first().copied().unwrap_or_default(),
+            cursor: c.combined.cursors.first().cloned().unwrap_or_default(),
             slice_cursors: if self.settings.slices > 1 {
                 c.combined.cursors.clone()
             } else {

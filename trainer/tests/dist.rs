@@ -4,7 +4,9 @@
 //!
 //! - The final weights of 2 and 3 processes equal a single process's with the same global
 //!   batch, within float tolerance (the ranks' gradients are summed in another order).
-//! - A run checkpointed by 2 processes and resumed by 1 continues the same stream.
+//! - A run checkpointed by 2 processes and resumed by 1 continues the same stream; so does
+//!   a weighted mixture of corpora checkpointed by 1 process and resumed by 2, whose
+//!   metrics rows count each source's examples and tokens.
 //! - A rank that dies makes the others fail within `dist.timeout_seconds`.
 //!
 //! Dropout is off, so the only randomness left is the generator's sampling, which the
@@ -226,6 +228,62 @@ fn a_two_rank_checkpoint_resumes_on_one_process() {
     all_ok(launch(&run, 3, &["--resume"]));
     let diff = max_difference(&straight, &run);
     assert!(diff < WEIGHT_TOLERANCE, "1 then 3 ranks: {diff}");
+}
+
+/// A mixture of the three embedded corpora (paths relative to `configs/`).
+const MIXTURE: [&str; 4] = [
+    "--set",
+    "data.files=[]",
+    "--set",
+    "data.sources=[{name=\"moby\", files=[\"../data/corpus/moby_dick.txt.zst\"], weight=0.5}, \
+     {name=\"sotu\", files=[\"../data/corpus/sotu.jsonl.zst\"], weight=0.3}, \
+     {name=\"kjv\", files=[\"../data/corpus/kjv.txt.zst\"], weight=0.2, tokens=1500}]",
+];
+
+#[test]
+fn a_mixture_checkpointed_by_one_process_resumes_on_two_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let straight = dir.path().join("straight");
+    single(&straight, &MIXTURE);
+    let run = dir.path().join("grown");
+    single(&run, &[&MIXTURE[..], &["--max-steps", "3"]].concat());
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("checkpoints/step-000000003/trainer_state.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let cursors = state["slice_cursors"].as_array().unwrap();
+    assert_eq!(cursors.len(), 6);
+    assert_eq!(
+        cursors[0]["mixture"]["sources"].as_array().unwrap().len(),
+        3
+    );
+    all_ok(launch(&run, 2, &[&MIXTURE[..], &["--resume"]].concat()));
+    let diff = max_difference(&straight, &run);
+    assert!(diff < WEIGHT_TOLERANCE, "1 then 2 ranks: {diff}");
+    // Each row counts every source's examples and tokens since the start (the
+    // resumed run's rows go on from the checkpoint's counts).
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for row in &rows {
+        let sources = row["sources"].as_array().unwrap();
+        let names: Vec<&str> = sources
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["moby", "sotu", "kjv"]);
+        let examples: u64 = sources
+            .iter()
+            .map(|s| s["examples"].as_u64().unwrap())
+            .sum();
+        let tokens: u64 = sources.iter().map(|s| s["tokens"].as_u64().unwrap()).sum();
+        assert_eq!(examples, 12 * row["step"].as_u64().unwrap());
+        assert_eq!(tokens, row["tokens"].as_u64().unwrap());
+    }
+    assert_eq!(rows.last().unwrap()["step"], 6);
 }
 
 #[test]

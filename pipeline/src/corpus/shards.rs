@@ -125,6 +125,7 @@ impl EpochStream for ShardEpoch<'_> {
                     bad_records: BadRecordCounts::default(),
                 },
                 rows: chunk.rows,
+                seek_id: None,
             })
         })
     }

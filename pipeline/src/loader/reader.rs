@@ -1,6 +1,6 @@
-//! The reader thread: pulls each epoch's chunks from the corpus's [`DocumentSource`] and
-//! sends them, numbered, to the workers, taking a slot token before each so the chunks in
-//! flight stay bounded.
+//! The reader threads, one per source of the corpus: each pulls its source's chunks,
+//! epoch after epoch, from its [`DocumentSource`] and sends them, numbered, to the workers,
+//! taking a slot token of its own before each so the chunks in flight stay bounded.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::{Counters, LoaderStart, Message, Work};
-use crate::corpus::{DocumentSource, PositionedChunk, Seek};
+use super::{Counters, Message, Work};
+use crate::corpus::{CorpusSource, DocumentSource, PositionedChunk, Seek};
+use crate::cursor::StreamPosition;
 use crate::error::{PipelineError, Result};
 use crate::parallel::panic_message;
 use crate::source::BadRecordCounts;
@@ -23,14 +24,20 @@ pub(super) struct Feed {
 }
 
 impl Feed {
-    /// Sends chunk `seq` of `epoch` to the workers once a slot is free; false when the
-    /// loader is stopping.
-    fn send(&self, seq: u64, epoch: u64, chunk: PositionedChunk) -> bool {
+    /// Sends chunk `seq` of `source`'s `epoch` to the workers once a slot is free; false
+    /// when the loader is stopping.
+    fn send(&self, source: usize, seq: u64, epoch: u64, chunk: PositionedChunk) -> bool {
         if self.stop.load(Ordering::Relaxed) || self.slots.recv().is_err() {
             return false;
         }
         let documents = chunk.documents() as u64;
-        if self.work.send(Work { seq, epoch, chunk }).is_err() {
+        let work = Work {
+            source,
+            seq,
+            epoch,
+            chunk,
+        };
+        if self.work.send(work).is_err() {
             return false;
         }
         self.counters
@@ -41,27 +48,30 @@ impl Feed {
     }
 }
 
-/// The `electra-reader` thread.
+/// An `electra-reader` thread: the reader of one source.
 pub(super) struct Reader {
+    /// The source's index in the corpus.
+    index: usize,
     source: Box<dyn DocumentSource>,
     epochs: Option<u64>,
-    start: LoaderStart,
+    start: StreamPosition,
     feed: Feed,
     results: Sender<Message>,
 }
 
 impl Reader {
-    /// A reader of `epochs` epochs (forever when `None`) of `source` from `start`.
+    /// The reader of source `index` of the corpus, from `start` on, for its epochs.
     pub fn new(
-        source: Box<dyn DocumentSource>,
-        epochs: Option<u64>,
-        start: LoaderStart,
+        index: usize,
+        source: CorpusSource,
+        start: StreamPosition,
         feed: Feed,
         results: Sender<Message>,
     ) -> Self {
         Self {
-            source,
-            epochs,
+            index,
+            source: source.source,
+            epochs: source.epochs,
             start,
             feed,
             results,
@@ -75,7 +85,10 @@ impl Reader {
         let outcome = catch_unwind(AssertUnwindSafe(|| self.read_all(&mut seq)));
         let error = match outcome {
             Ok(Ok(Some(chunks))) => {
-                let _ = self.results.send(Message::End { chunks });
+                let _ = self.results.send(Message::End {
+                    source: self.index,
+                    chunks,
+                });
                 return;
             }
             Ok(Ok(None)) => return, // stopped or disconnected
@@ -86,23 +99,25 @@ impl Reader {
             },
         };
         let _ = self.results.send(Message::Chunk {
+            source: self.index,
             seq,
             epoch: 0,
             examples: Err(error),
             bad_records: BadRecordCounts::default(),
+            seek_id: None,
         });
     }
 
     /// Sends every chunk of every epoch. `Ok(Some(n))`: done after n chunks; `Ok(None)`:
     /// stopped; `Err`: a read error, to be reported as chunk `*seq`.
     fn read_all(&mut self, seq: &mut u64) -> Result<Option<u64>> {
-        let cursor = self.start.cursor;
-        let mut epoch = cursor.epoch;
+        let start = self.start;
+        let mut epoch = start.epoch;
         while self.epochs.is_none_or(|n| epoch < n) {
             // The first epoch of a resumed stream starts at the cursor's document.
-            let seek = (epoch == cursor.epoch && self.start.seeks()).then_some(Seek {
-                document: cursor.document,
-                doc_id: cursor.doc_id,
+            let seek = (epoch == start.epoch && start.seeks()).then_some(Seek {
+                document: start.document,
+                doc_id: start.doc_id,
             });
             if !self.read_epoch(epoch, seek, seq)? {
                 return Ok(None);
@@ -120,7 +135,7 @@ impl Reader {
         while let Some(chunk) = stream.next_chunk() {
             let chunk = chunk?;
             let documents = chunk.documents() as u64;
-            if !self.feed.send(*seq, epoch, chunk) {
+            if !self.feed.send(self.index, *seq, epoch, chunk) {
                 return Ok(false);
             }
             *seq += 1;

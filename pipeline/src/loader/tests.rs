@@ -5,6 +5,7 @@ use crossbeam_channel::bounded;
 use super::*;
 use crate::block::{ChunkDocuments, ExampleRef};
 use crate::config::BadRecordPolicy;
+use crate::corpus::SlotSchedule;
 use crate::mask::{MaskOptions, Masker};
 use crate::pack::{PackOptions, Packer};
 use crate::source::tests::{write, CORPUS};
@@ -79,14 +80,15 @@ fn batches_are_identical_for_any_thread_count_and_chunk_size() {
     );
 }
 
-/// The loader's batches equal packing then masking every document in order, in one
-/// block on this thread, cut into batches: threads, chunking, reordering and the batcher
-/// change nothing.
+/// Without `shuffle`, the loader's batches equal packing then masking every document in
+/// file order, in one block on this thread, cut into batches: threads, chunking,
+/// reordering and the batcher change nothing.
 #[test]
 fn batches_equal_packing_then_masking_every_document_in_order() {
     let files = corpus(&["moby_dick.txt.zst", "sotu.jsonl.zst"]);
     let mut c = config(files.clone(), 2, 64 << 10);
     c.mask_strategy = crate::config::MaskStrategy::Bert;
+    c.shuffle = false;
     let seed = 5;
     let batches = collect(&c, seed);
     let tokenizer = bert();
@@ -154,6 +156,8 @@ fn a_new_epoch_gets_new_packing_and_masks() {
     let files = corpus(&["moby_dick.txt.zst"]);
     let mut c = config(files, 2, 64 << 10);
     c.epochs = Some(2);
+    // In file order, so the second pass starts with the first document again.
+    c.shuffle = false;
     let batches = collect(&c, 1);
     // Every row with its example id and its (masked) tokens.
     let rows: Vec<((u64, u32), &[i64])> = batches
@@ -197,6 +201,8 @@ fn a_worker_panic_reaches_the_consumer_as_an_error() {
     let f = write(dir.path(), "p.txt", text.as_bytes());
     let mut c = config(vec![f.display().to_string()], 2, 512);
     c.batch_size = 8;
+    // In file order, so the fault comes last (a shuffle would move it).
+    c.shuffle = false;
     let results: Vec<Result<Batch>> = Loader::new(&c, bert(), 0).unwrap().collect();
     let ok = results.iter().filter(|r| r.is_ok()).count();
     assert!(ok > 10, "{ok} batches before the error");
@@ -224,6 +230,9 @@ fn a_read_error_under_fail_ends_the_stream_in_order() {
     let mut c = config(vec![f.display().to_string()], 3, 256);
     c.on_bad_record = BadRecordPolicy::Fail;
     c.batch_size = 4;
+    // In file order: a shuffle block is read whole before any of its documents go out, so
+    // shuffled, the error would come before the block's batches.
+    c.shuffle = false;
     let mut loader = Loader::new(&c, bert(), 0).unwrap();
     let mut seq = 0;
     let err = loop {
@@ -280,11 +289,13 @@ fn a_vanished_thread_is_an_error_not_the_end_of_data() {
     let (slot_tx, _slot_rx) = bounded(4);
     let (out_tx, out_rx) = bounded(4);
     let batcher = Batcher {
-        start: LoaderStart::default(),
+        batches_done: 0,
         batch_size: 2,
         shape: BatchShape::from_config(&DataConfig::default(), 0),
+        mixer: Mixer::new(SlotSchedule::single(), vec![None], MixtureCursor::default()),
+        is_mixture: false,
         results: result_rx,
-        slots: slot_tx,
+        slots: vec![slot_tx],
         output: out_tx,
         stop: Arc::new(AtomicBool::new(false)),
         counters: Arc::new(Counters::default()),
@@ -299,6 +310,7 @@ fn a_vanished_thread_is_an_error_not_the_end_of_data() {
     };
     result_tx
         .send(Message::Chunk {
+            source: 0,
             seq: 0,
             epoch: 0,
             examples: Ok(Box::new((0..5).fold(MaskedBlock::new(), |mut block, i| {
@@ -306,6 +318,7 @@ fn a_vanished_thread_is_an_error_not_the_end_of_data() {
                 block
             }))),
             bad_records: BadRecordCounts::default(),
+            seek_id: None,
         })
         .unwrap();
     drop(result_tx); // every sender gone, and no End

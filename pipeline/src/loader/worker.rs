@@ -22,11 +22,13 @@ pub(super) struct Stages {
     tokenizer: TextTokenizer,
     packer: Packer,
     masker: Masker,
-    seed: u64,
+    /// The packing and masking seed of each source of the corpus.
+    seeds: Vec<u64>,
 }
 
 impl Stages {
-    /// The stages of `config`, with `tokenizer`'s special ids and vocabulary.
+    /// The stages of `config`, with `tokenizer`'s special ids and vocabulary, for a corpus
+    /// of one source seeded `seed`.
     pub fn new(config: &DataConfig, tokenizer: TextTokenizer, seed: u64) -> Self {
         let special = tokenizer.special();
         Self {
@@ -36,8 +38,13 @@ impl Stages {
                 special,
             ),
             tokenizer,
-            seed,
+            seeds: vec![seed],
         }
+    }
+
+    /// The same stages for the corpus's sources, seeded `seeds`.
+    pub fn with_seeds(self, seeds: Vec<u64>) -> Self {
+        Self { seeds, ..self }
     }
 
     /// Whether the masker needs word starts (shards must then be read with them).
@@ -51,8 +58,15 @@ impl Stages {
     }
 
     /// Packs and masks a chunk's documents (its `rows`, in that order, or all of them) at
-    /// their positions of `epoch`.
-    fn process(&self, chunk: &PositionedChunk, epoch: u64) -> Result<Box<MaskedBlock>> {
+    /// their positions of `epoch`, with the seed of its `source`.
+    fn process(
+        &self,
+        chunk: &PositionedChunk,
+        source: usize,
+        epoch: u64,
+    ) -> Result<Box<MaskedBlock>> {
+        // Every source of the corpus has a seed (a bad index panics: a worker error).
+        let seed = self.seeds[source];
         let batch = &chunk.chunk.batch;
         #[cfg(test)]
         super::tests::fault::check(batch);
@@ -77,8 +91,8 @@ impl Stages {
             stride: chunk.stride,
             word_starts: self.masker.needs_word_starts(),
         };
-        block.pack_tokenized(&self.packer, self.seed, epoch, documents)?;
-        block.mask(&self.masker, self.seed, epoch);
+        block.pack_tokenized(&self.packer, seed, epoch, documents)?;
+        block.mask(&self.masker, seed, epoch);
         Ok(Box::new(block))
     }
 }
@@ -92,11 +106,17 @@ pub(super) fn worker(
     results: &Sender<Message>,
     stop: &AtomicBool,
 ) {
-    while let Ok(Work { seq, epoch, chunk }) = work.recv() {
+    while let Ok(Work {
+        source,
+        seq,
+        epoch,
+        chunk,
+    }) = work.recv()
+    {
         if stop.load(Ordering::Relaxed) {
             continue; // drain quickly so the reader is never left blocked
         }
-        let examples = catch_unwind(AssertUnwindSafe(|| stages.process(&chunk, epoch)))
+        let examples = catch_unwind(AssertUnwindSafe(|| stages.process(&chunk, source, epoch)))
             .unwrap_or_else(|payload| {
                 Err(PipelineError::WorkerPanicked {
                     thread: thread.to_string(),
@@ -104,10 +124,12 @@ pub(super) fn worker(
                 })
             });
         let message = Message::Chunk {
+            source,
             seq,
             epoch,
             examples,
             bad_records: chunk.chunk.bad_records,
+            seek_id: chunk.seek_id,
         };
         if results.send(message).is_err() {
             return;

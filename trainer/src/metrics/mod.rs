@@ -6,7 +6,7 @@
 mod jsonl;
 mod progress;
 
-use electra_pipeline::BadRecordCounts;
+use electra_pipeline::{BadRecordCounts, DataCursor};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
@@ -58,6 +58,40 @@ pub struct MetricsRow {
     pub skipped_steps: u64,
     /// Bad input records skipped since the start, per kind.
     pub bad_records: BadRecordCounts,
+    /// A mixture's sources (`data.sources`), in config order: examples and tokens drawn
+    /// from each since the start. Absent for a single corpus.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceCounts>,
+}
+
+/// What a mixture source has given the run so far.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct SourceCounts {
+    /// Its name (`data.sources[i].name`, or `source-i`).
+    pub name: String,
+    /// Examples drawn from it.
+    pub examples: u64,
+    /// Real tokens of those examples.
+    pub tokens: u64,
+}
+
+/// The counts of the sources named `names`, summed over every slice's cursor (empty for a
+/// single corpus).
+pub fn source_counts(names: &[String], cursors: &[DataCursor]) -> Vec<SourceCounts> {
+    let mut counts: Vec<SourceCounts> = names
+        .iter()
+        .map(|name| SourceCounts {
+            name: name.clone(),
+            ..SourceCounts::default()
+        })
+        .collect();
+    for mixture in cursors.iter().filter_map(|c| c.mixture.as_ref()) {
+        for (total, source) in counts.iter_mut().zip(&mixture.sources) {
+            total.examples += source.examples;
+            total.tokens += source.tokens;
+        }
+    }
+    counts
 }
 
 /// Where metrics rows go. Rows arrive in step order; a resumed run's sink starts after the
@@ -79,4 +113,41 @@ pub fn open_sinks(
         None => JsonlSink::create(&run.metrics())?,
     };
     Ok(vec![Box::new(jsonl), Box::new(ProgressSink::new(bar))])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use electra_pipeline::{MixtureCursor, SourceCursor};
+
+    #[test]
+    fn source_counts_sum_every_slices_cursor_in_config_order() {
+        let slice = |a: (u64, u64), b: (u64, u64)| DataCursor {
+            mixture: Some(MixtureCursor {
+                slot: 9,
+                sources: [a, b]
+                    .into_iter()
+                    .map(|(examples, tokens)| SourceCursor {
+                        examples,
+                        tokens,
+                        ..SourceCursor::default()
+                    })
+                    .collect(),
+            }),
+            ..DataCursor::default()
+        };
+        let names = ["books".to_string(), "web".to_string()];
+        let counts = source_counts(&names, &[slice((3, 30), (1, 5)), slice((2, 20), (4, 9))]);
+        let got: Vec<(&str, u64, u64)> = counts
+            .iter()
+            .map(|c| (c.name.as_str(), c.examples, c.tokens))
+            .collect();
+        assert_eq!(got, [("books", 5, 50), ("web", 5, 14)]);
+        assert!(source_counts(&[], &[DataCursor::default()]).is_empty());
+        let json = serde_json::to_string(&MetricsRow::default()).unwrap();
+        assert!(
+            !json.contains("sources"),
+            "a single corpus's rows are unchanged"
+        );
+    }
 }

@@ -82,6 +82,7 @@ fn batch(seed: i64) -> Batch {
         example_ids: (0..rows as u32).map(|r| (seed as u64, r)).collect(),
         bad_records: BadRecordCounts::default(),
         cursor: DataCursor::default(),
+        example_sources: Vec::new(),
     }
 }
 
@@ -89,7 +90,7 @@ fn rank_batch(seed: i64) -> RankBatch {
     let batch = batch(seed);
     RankBatch {
         global_rows: (0..batch.batch_size as i64).collect(),
-        cursors: vec![(0, batch.cursor)],
+        cursors: vec![(0, batch.cursor.clone())],
         batch,
         data_wait: Duration::ZERO,
     }

@@ -49,6 +49,8 @@ pub(super) struct RowContext<'a> {
     pub elapsed_sec: f64,
     pub bad_records: &'a electra_pipeline::BadRecordCounts,
     pub skipped_steps: u64,
+    /// A mixture's per-source counts (empty for a single corpus).
+    pub sources: Vec<crate::metrics::SourceCounts>,
 }
 
 impl Window {
@@ -156,6 +158,7 @@ impl Window {
             elapsed_sec: at.elapsed_sec,
             skipped_steps: at.skipped_steps,
             bad_records: at.bad_records.clone(),
+            sources: at.sources.clone(),
         })
     }
 }

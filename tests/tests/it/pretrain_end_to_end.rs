@@ -1,21 +1,25 @@
 //! End-to-end: the real binary's library path on the embedded corpus, on CPU. The
 //! discriminator must learn: its loss falls well below its loss at the start, and its
 //! accuracy beats always answering "original".
-
-use std::path::PathBuf;
+//!
+//! The tiny config at half its sequence length (64) and twice its learning rate (1e-3)
+//! for 80 steps: a third of the tokens of 120 steps at 128 and 5e-4, and the same
+//! outcome (measured: loss 0.636 -> 0.188, accuracy 0.931 against 0.859; at 128 and 5e-4
+//! after 120 steps: 0.666 -> 0.199, 0.924 against 0.852). The run is deterministic, so
+//! these figures are what every run on this machine gives.
 
 use electra_trainer::config::RunConfig;
 use electra_trainer::train::{pretrain, DeviceChoice, PretrainOptions};
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use crate::repo_root;
 
 #[test]
 fn the_discriminator_learns_on_the_embedded_corpus() {
     let overrides: Vec<String> = [
         "data.threads=2",
-        "train.total_steps=120",
+        "data.max_seq_len=64",
+        "train.learning_rate=1e-3",
+        "train.total_steps=80",
         "train.log_every=20",
     ]
     .iter()
@@ -43,7 +47,7 @@ fn the_discriminator_learns_on_the_embedded_corpus() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(rows.len(), 6, "one metrics row per 20 steps");
+    assert_eq!(rows.len(), 4, "one metrics row per 20 steps");
     for key in [
         "step",
         "loss",
