@@ -8,6 +8,11 @@ use crate::error::{PipelineError, Result};
 pub const DEFAULT_MAX_SEQ_LEN: usize = 128;
 /// Default `mask_prob` (ELECTRA-Small and Base).
 pub const DEFAULT_MASK_PROB: f64 = 0.15;
+/// Largest accepted `mask_prob`.
+pub const MAX_MASK_PROB: f64 = 0.5;
+/// The documented `mask_prob` presets: 15% (BERT, ELECTRA), 30% (MosaicBERT, ModernBERT)
+/// and 40% (Wettig et al., "Should You Mask 15% in Masked Language Modeling?").
+pub const MASK_PROB_PRESETS: [f64; 3] = [0.15, 0.3, 0.4];
 /// Default `batch_size` (ELECTRA-Small).
 pub const DEFAULT_BATCH_SIZE: usize = 128;
 /// Default `single_segment_prob` (reference ExampleBuilder).
@@ -116,7 +121,8 @@ pub struct DataConfig {
     pub tokenizer: String,
     /// Longest example in tokens, specials included. Default: 128.
     pub max_seq_len: usize,
-    /// Fraction of tokens masked. Default: 0.15.
+    /// Fraction of tokens masked, at most 0.5 ([`MASK_PROB_PRESETS`]: 0.15, 0.3, 0.4).
+    /// Default: 0.15.
     pub mask_prob: f64,
     /// Most masked positions per example. Default: none, meaning
     /// `int((mask_prob + 0.005) * max_seq_len)` as in the reference.
@@ -298,12 +304,7 @@ fn check_prob(field: &'static str, p: f64) -> Result<()> {
 impl DataConfig {
     /// Checks every value's range; an invalid value is an `InvalidConfig` error naming it.
     pub fn validate(&self) -> Result<()> {
-        if !(self.mask_prob > 0.0 && self.mask_prob < 1.0) {
-            return Err(invalid(
-                "mask_prob",
-                format!("{} is not in (0, 1)", self.mask_prob),
-            ));
-        }
+        self.validate_masking()?;
         if self.max_seq_len < MIN_SEQ_LEN {
             return Err(invalid(
                 "max_seq_len",
@@ -354,6 +355,17 @@ impl DataConfig {
             return Err(invalid("text_field", "must not be empty"));
         }
         self.validate_sources()
+    }
+
+    /// The masking keys: `mask_prob` in (0, [`MAX_MASK_PROB`]].
+    fn validate_masking(&self) -> Result<()> {
+        if !(self.mask_prob > 0.0 && self.mask_prob <= MAX_MASK_PROB) {
+            return Err(invalid(
+                "mask_prob",
+                format!("{} is not in (0, {MAX_MASK_PROB}]", self.mask_prob),
+            ));
+        }
+        Ok(())
     }
 
     /// Mixture sources: each valid, and never together with `files`.
@@ -534,6 +546,29 @@ mod tests {
                 other => panic!("{name}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn mask_prob_presets_are_valid_up_to_one_half_and_scale_max_predictions() {
+        let with = |mask_prob| DataConfig {
+            mask_prob,
+            ..Default::default()
+        };
+        let counts: Vec<usize> = MASK_PROB_PRESETS
+            .iter()
+            .map(|&p| {
+                with(p).validate().unwrap();
+                with(p).max_predictions()
+            })
+            .collect();
+        assert_eq!(counts, [19, 39, 51]); // int((p + 0.005) * 128)
+        with(MAX_MASK_PROB).validate().unwrap();
+        let err = with(0.51).validate().unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`mask_prob`: 0.51 is not in (0, 0.5]"),
+            "{err}"
+        );
     }
 
     #[test]
