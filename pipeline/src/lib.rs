@@ -74,6 +74,7 @@ pub mod slice;
 pub mod source;
 pub mod tokenize;
 pub mod train_tokenizer;
+pub mod word_starts;
 
 pub use batch::{Batch, BatchShape};
 pub use block::{ChunkDocuments, ExampleRef, MaskedBlock};

@@ -3,7 +3,7 @@
 //! until the count is reached.
 
 use super::whole_word::push_words;
-use super::words::{choose_exact, shuffled, words_of, Word};
+use super::words::{choose_exact, shuffled, with_scratch, words_of, Word};
 use super::{ExampleTokens, PositionSelector};
 use crate::rng::Rng;
 use crate::tokenize::SpecialTokens;
@@ -143,13 +143,13 @@ impl PositionSelector for Spans {
         rng: &mut Rng,
         positions: &mut Vec<u32>,
     ) {
-        let (mut words, mut spans) = (Vec::new(), Vec::new());
-        self.spans(example, count, rng, &mut words, &mut spans);
-        let mut chosen: Vec<u32> = spans
-            .iter()
-            .flat_map(|s| s.first..s.first + s.words)
-            .collect();
-        push_words(&words, &mut chosen, positions);
+        with_scratch(|scratch| {
+            let mut spans = Vec::new();
+            self.spans(example, count, rng, &mut scratch.words, &mut spans);
+            let chosen = &mut scratch.chosen;
+            chosen.extend(spans.iter().flat_map(|s| s.first..s.first + s.words));
+            push_words(&scratch.words, chosen, positions);
+        });
     }
 }
 

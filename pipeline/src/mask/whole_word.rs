@@ -2,7 +2,7 @@
 //! together (BERT's and Chinese-BERT-wwm's whole-word masking), with the exact count of
 //! [`RandomTokens`](super::RandomTokens) whenever whole words can make it up.
 
-use super::words::{choose_exact, shuffled, words_of, Word};
+use super::words::{choose_exact, with_scratch, words_of, Scratch, Word};
 use super::{ExampleTokens, PositionSelector};
 use crate::rng::Rng;
 use crate::tokenize::SpecialTokens;
@@ -36,14 +36,48 @@ impl PositionSelector for WholeWords {
         rng: &mut Rng,
         positions: &mut Vec<u32>,
     ) {
-        let mut words = Vec::new();
-        words_of(example, self.special, &mut words);
-        let mut order = Vec::new();
-        shuffled(words.len(), rng, &mut order);
-        let mut chosen = Vec::new();
-        choose_exact(&words, &order, count, &mut chosen);
-        push_words(&words, &mut chosen, positions);
+        with_scratch(|scratch| {
+            let Scratch {
+                words,
+                order,
+                chosen,
+            } = scratch;
+            words_of(example, self.special, words);
+            if !take_words_that_fit(words, count, rng, order, chosen) {
+                // `order` is then a whole permutation: choose the best total from it.
+                choose_exact(words, order, count, chosen);
+            }
+            push_words(words, chosen, positions);
+        });
     }
+}
+
+/// Takes words in a uniformly random order (drawn as it goes: a forward Fisher-Yates
+/// shuffle of `order`), each one that fits in what is left of `count`; whether that made
+/// `count` exactly (else `order` is a whole permutation of the words).
+fn take_words_that_fit(
+    words: &[Word],
+    count: usize,
+    rng: &mut Rng,
+    order: &mut Vec<u32>,
+    chosen: &mut Vec<u32>,
+) -> bool {
+    let n = words.len();
+    order.extend(0..n as u32);
+    let mut left = count;
+    for i in 0..n {
+        if left == 0 {
+            break;
+        }
+        let j = i + rng.below((n - i) as u64) as usize;
+        order.swap(i, j);
+        let len = words[order[i] as usize].len as usize;
+        if len <= left {
+            chosen.push(order[i]);
+            left -= len;
+        }
+    }
+    left == 0
 }
 
 /// Appends the tokens of the `chosen` words (sorted in place) to `positions`, ascending.

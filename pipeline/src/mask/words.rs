@@ -3,9 +3,37 @@
 //! both [`WholeWords`](super::WholeWords) and [`Spans`](super::Spans) use to reach their
 //! count without splitting a word.
 
+use std::cell::RefCell;
+
 use super::ExampleTokens;
 use crate::rng::Rng;
 use crate::tokenize::SpecialTokens;
+
+/// Buffers a selector reuses from one example to the next on a thread.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    /// The example's words.
+    pub words: Vec<Word>,
+    /// Word indices in a random order.
+    pub order: Vec<u32>,
+    /// The chosen word indices.
+    pub chosen: Vec<u32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's scratch buffers, cleared.
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|cell| {
+        let mut scratch = cell.borrow_mut();
+        scratch.words.clear();
+        scratch.order.clear();
+        scratch.chosen.clear();
+        f(&mut scratch)
+    })
+}
 
 /// A word of an example: `len` tokens from `start`, none special.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
