@@ -51,7 +51,13 @@ impl<'a> WordStarts<'a> {
     pub fn row(&self, row: usize, n: usize, out: &mut Vec<bool>) {
         let bytes = self.column.value(row);
         out.clear();
-        out.extend((0..n.min(bytes.len() * 8)).map(|i| bytes[i / 8] >> (i % 8) & 1 == 1));
+        out.resize(bytes.len() * 8, false);
+        for (flags, &byte) in out.chunks_exact_mut(8).zip(bytes) {
+            for (bit, flag) in flags.iter_mut().enumerate() {
+                *flag = byte >> bit & 1 == 1;
+            }
+        }
+        out.truncate(n);
         out.resize(n, true);
     }
 }

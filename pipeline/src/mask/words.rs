@@ -53,24 +53,37 @@ impl Word {
 
 /// Appends the words of `example` to `out`, in order. A word starts at every non-special
 /// token that is a word start, follows a special token or opens the example, and runs over
-/// the non-special tokens after it that are not word starts. Without word starts every
-/// non-special token is a word.
+/// the non-special tokens after it that are not word starts. Without word starts (or with
+/// fewer or more flags than tokens) every non-special token is a word.
 pub(crate) fn words_of(example: ExampleTokens<'_>, special: SpecialTokens, out: &mut Vec<Word>) {
-    let mut previous_special = true;
-    for (i, &id) in example.ids.iter().enumerate() {
+    let ids = example.ids;
+    let Some(starts) = example.word_starts.filter(|s| s.len() == ids.len()) else {
+        let singles = ids
+            .iter()
+            .enumerate()
+            .filter(|&(_, &id)| !special.contains(id));
+        out.extend(singles.map(|(i, _)| Word {
+            start: i as u32,
+            len: 1,
+        }));
+        return;
+    };
+    // `open`: the last word may grow (the previous token was not special).
+    let mut open = false;
+    for (i, (&id, &start)) in ids.iter().zip(starts).enumerate() {
         if special.contains(id) {
-            previous_special = true;
-            continue;
-        }
-        let starts = example.word_starts.is_none_or(|starts| starts[i]);
-        match out.last_mut() {
-            Some(word) if !starts && !previous_special => word.len += 1,
-            _ => out.push(Word {
+            open = false;
+        } else if open && !start {
+            if let Some(word) = out.last_mut() {
+                word.len += 1;
+            }
+        } else {
+            out.push(Word {
                 start: i as u32,
                 len: 1,
-            }),
+            });
+            open = true;
         }
-        previous_special = false;
     }
 }
 
