@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := $(CURDIR)/.venv
-PY_DEPS := torch==2.11.0 pyarrow==26.0.1 transformers==5.24.0 numpy==2.4.6 datasets==5.2.0 zstandard==0.25.0 \
+PY_DEPS := torch==2.11.0 pyarrow==26.0.1 transformers==5.24.0 numpy==2.4.6 datasets==5.2.0 zstandard==0.25.0 moto[server]==5.2.5 \
 	nvidia-cuda-cccl==13.0.85 nvidia-cuda-crt==13.0.88
 STAMP := $(VENV)/.deps-$(shell echo '$(PY_DEPS)' | cksum | cut -d' ' -f1)
 CARGO ?= cargo

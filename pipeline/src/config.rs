@@ -38,7 +38,7 @@ pub const MIN_SEQ_LEN: usize = 8;
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceFormat {
-    /// By extension: `.jsonl`/`.json`/`.ndjson` (optionally `.zst`) are JSONL, everything
+    /// By extension: `.jsonl`/`.json`/`.ndjson` (optionally `.zst` or `.gz`) are JSONL, everything
     /// else plain text.
     #[default]
     Auto,
@@ -76,7 +76,7 @@ pub enum MaskPositions {
 }
 
 /// What to do with a bad record (invalid UTF-8, malformed JSON, oversized line, corrupt
-/// zstd stream).
+/// zstd or gzip stream).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum BadRecordPolicy {
@@ -181,6 +181,12 @@ pub struct DataConfig {
     /// `preprocess` writes byte-identical shards. Other tokenizers always run the crate.
     /// Default: true.
     pub fast_tokenizer: bool,
+    /// Object storage and HTTP(S) files: retries of a failed request (with exponential
+    /// backoff; a download that breaks off resumes where it stopped). Default: 10.
+    pub io_retries: usize,
+    /// Object storage and HTTP(S) files: no retry starts this many seconds after a
+    /// request's first attempt. Default: 180.
+    pub io_retry_timeout_s: f64,
     /// A weighted mixture of corpora (`[[data.sources]]`), in place of `files`: each
     /// example slot is drawn from one source by a schedule of (seed, slot) that holds the
     /// weights (see [`crate::corpus::mixture`]). Every other key applies to every source.
@@ -281,6 +287,8 @@ impl Default for DataConfig {
             shuffle_window: DEFAULT_SHUFFLE_WINDOW,
             verify_shards: true,
             fast_tokenizer: true,
+            io_retries: crate::source::object_store::DEFAULT_IO_RETRIES,
+            io_retry_timeout_s: crate::source::object_store::DEFAULT_IO_RETRY_TIMEOUT_S,
             sources: Vec::new(),
         }
     }
@@ -316,6 +324,12 @@ impl DataConfig {
         }
         if self.batch_size == 0 {
             return Err(invalid("batch_size", "must be at least 1"));
+        }
+        if !(self.io_retry_timeout_s.is_finite() && self.io_retry_timeout_s >= 0.0) {
+            return Err(invalid(
+                "io_retry_timeout_s",
+                format!("{} is not a number of seconds", self.io_retry_timeout_s),
+            ));
         }
         if self.max_predictions_per_seq == Some(0) {
             return Err(invalid("max_predictions_per_seq", "must be at least 1"));

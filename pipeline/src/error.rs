@@ -37,6 +37,15 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
+    /// gzip decoding failed (corrupt member, CRC mismatch, truncated file, not a gzip file).
+    #[error("{}: gzip decoding failed near compressed byte {compressed_offset}: {source}", path.display())]
+    Gzip {
+        path: PathBuf,
+        /// Bytes of the compressed file consumed when decoding failed.
+        compressed_offset: u64,
+        #[source]
+        source: std::io::Error,
+    },
     /// A line is not valid UTF-8.
     #[error("{}:{line}: invalid UTF-8 (decompressed byte offset {byte_offset})", path.display())]
     InvalidUtf8 {
@@ -62,6 +71,14 @@ pub enum PipelineError {
         /// 1-based line number.
         line: u64,
         field: String,
+    },
+    /// An object store request failed (after its retries), or a store could not be built
+    /// from the environment. Never holds a credential.
+    #[error("{url}: {source}")]
+    ObjectStore {
+        url: String,
+        #[source]
+        source: Box<object_store::Error>,
     },
     /// A pattern or path matched no file.
     #[error("no files match `{pattern}`")]

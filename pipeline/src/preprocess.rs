@@ -137,6 +137,19 @@ pub fn preprocess(
     progress: impl FnMut(Progress),
 ) -> Result<PreprocessReport> {
     let started = Instant::now();
+    crate::source::object_store::configure_retries(options.source.retry);
+    if Location::from(options.out_dir.as_path())
+        .as_local()
+        .is_none()
+    {
+        return Err(PipelineError::InvalidConfig {
+            field: "out",
+            reason: format!(
+                "`{}`: shards are written to a local folder only (object storage output is not built yet)",
+                options.out_dir.display()
+            ),
+        });
+    }
     if options.num_parts == 0 || options.part_index >= options.num_parts {
         return Err(PipelineError::InvalidConfig {
             field: "shard_index",

@@ -76,6 +76,12 @@ pub fn check_relative(path: &str) -> bool {
 
 /// Reads and checks a manifest: shard paths inside its folder, the schema version known.
 pub fn read_manifest(path: &Path) -> Result<Manifest> {
+    if crate::source::Location::from(path).as_local().is_none() {
+        return Err(PipelineError::BadManifest {
+            path: path.to_path_buf(),
+            reason: "shards are not read from object storage yet: copy the manifest and its shards to a local folder".into(),
+        });
+    }
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
     let manifest: Manifest =
         serde_json::from_str(&text).map_err(|e| PipelineError::BadManifest {

@@ -412,5 +412,8 @@ fn dropping_a_mixture_with_a_spent_source_mid_stream_joins_its_threads_promptly(
     let started = std::time::Instant::now();
     drop(loader);
     let took = started.elapsed();
-    assert!(took < std::time::Duration::from_secs(2), "drop took {took:?}");
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "drop took {took:?}"
+    );
 }

@@ -182,3 +182,37 @@ fn resuming_shuffled_shards_continues_exactly_where_it_stopped() {
     };
     check_resume(&unshuffled, 3);
 }
+
+#[test]
+fn bad_record_counts_are_exact_after_resuming_from_any_batch() {
+    // Small chunks, small batches: many chunks with bad records end exactly at a batch's
+    // last example. Whichever batch a run stops after, what it counted plus what the
+    // resumed run counts is the whole. (Which batch of the resumed run carries a count
+    // can differ from the uninterrupted run's, as chunks are cut from the cursor on.)
+    let dir = tempfile::tempdir().unwrap();
+    let config = DataConfig {
+        files: vec![with_bad_records(dir.path()).display().to_string()],
+        batch_size: 2,
+        max_seq_len: 32,
+        threads: 1,
+        chunk_bytes: 64,
+        epochs: Some(1),
+        // The default, shuffled reading. (In file order, `shuffle = false`, a resume after
+        // batch 1 counts one record twice: a known defect, see docs/faults.md.)
+        shuffle: true,
+        ..DataConfig::default()
+    };
+    let full = all(&config, LoaderStart::default());
+    let total: u64 = full.iter().map(|b| b.bad_records.total()).sum();
+    assert_eq!(total, 10 + 4, "10 malformed and 4 textless records");
+    for k in 0..full.len() {
+        let start = LoaderStart {
+            batches_done: k as u64 + 1,
+            cursor: full[k].cursor.clone(),
+        };
+        let rest = all(&config, start);
+        let before: u64 = full[..=k].iter().map(|b| b.bad_records.total()).sum();
+        let after: u64 = rest.iter().map(|b| b.bad_records.total()).sum();
+        assert_eq!(before + after, total, "stopped after batch {k}");
+    }
+}

@@ -30,8 +30,9 @@ impl RawFiles {
     /// file is checked here too, on the loader's worker count of threads, so a damaged one
     /// fails before any is read.
     pub fn open(config: &DataConfig, seed: u64, slice: DataSlice) -> Result<Self> {
-        let files = expand_locations(&config.files)?;
         let options = SourceOptions::from_config(config);
+        crate::source::object_store::configure_retries(options.retry);
+        let files = expand_locations(&config.files)?;
         if options.on_bad_record == BadRecordPolicy::Fail {
             check_compressed(&files, config.worker_threads())?;
         }

@@ -221,3 +221,80 @@ fn examples_never_cross_documents_on_real_text() {
     }
     assert!(packed.iter().any(|e| e.doc_id == 2));
 }
+
+/// A packer that always draws the full target length, with two segments (`two`) or one.
+fn fixed_packer(max_seq_len: usize, two: bool) -> Packer {
+    Packer::new(
+        PackOptions {
+            max_seq_len,
+            single_segment_prob: if two { 0.0 } else { 1.0 },
+            random_length_prob: 0.0,
+            split_long_sentences: true,
+        },
+        SPECIAL,
+    )
+}
+
+/// The real tokens of segment A (between `[CLS]` and the first `[SEP]`).
+fn segment_a(e: &Packed) -> &[u32] {
+    let sep = e.input_ids.iter().position(|&t| t == SPECIAL.sep).unwrap();
+    &e.input_ids[1..sep]
+}
+
+#[test]
+fn segment_a_ends_where_the_reference_puts_it() {
+    // max 16: the reference's first target is (16 - 3) / 2 = 6 tokens. With sentences of
+    // 2 tokens, A takes sentences while it stays under 6 (2, then 4), then one more with
+    // probability 1/2: A holds 4 or 6 tokens, never 8, and both happen.
+    let (ids, ends) = document(&[2; 40]);
+    let mut seen = std::collections::BTreeSet::new();
+    for seed in 0..64 {
+        let first = &pack(&fixed_packer(16, true), seed, 0, 7, &ids, &ends)[0];
+        assert!(first.segment_ids.contains(&1), "seed {seed}: one segment");
+        seen.insert(segment_a(first).len());
+    }
+    assert_eq!(seen, [4, 6].into_iter().collect());
+}
+
+#[test]
+fn a_long_sentence_is_cut_into_pieces_of_max_len_minus_three() {
+    // One sentence of 100 tokens, max 16: pieces of 13 tokens (room for [CLS] and two
+    // [SEP]s). The first example's A is exactly the first piece; a longer one would not
+    // leave room for a B segment.
+    let (ids, ends) = document(&[100]);
+    for seed in 0..16 {
+        let examples = pack(&fixed_packer(16, true), seed, 0, 3, &ids, &ends);
+        assert_eq!(segment_a(&examples[0]), &ids[..13], "seed {seed}");
+        let real: usize = examples.iter().map(|e| e.input_ids.len()).sum::<usize>()
+            - examples
+                .iter()
+                .map(|e| {
+                    e.input_ids
+                        .iter()
+                        .filter(|&&t| t == SPECIAL.cls || t == SPECIAL.sep)
+                        .count()
+                })
+                .sum::<usize>();
+        assert_eq!(real, 100, "seed {seed}: tokens lost or invented");
+    }
+}
+
+#[test]
+fn pack_options_come_from_every_config_key() {
+    let config = crate::config::DataConfig {
+        max_seq_len: 96,
+        single_segment_prob: 0.25,
+        random_length_prob: 0.75,
+        split_long_sentences: false,
+        ..Default::default()
+    };
+    assert_eq!(
+        PackOptions::from_config(&config),
+        PackOptions {
+            max_seq_len: 96,
+            single_segment_prob: 0.25,
+            random_length_prob: 0.75,
+            split_long_sentences: false,
+        }
+    );
+}

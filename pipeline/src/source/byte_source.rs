@@ -3,8 +3,9 @@
 //!
 //! Everything in the source layer that opens, sizes or lists a corpus file goes through a
 //! byte source: glob expansion, the codec's integrity check, the line reader's stream.
-//! Today's one source is [`LocalFiles`]; a source for object storage is a new file
-//! implementing the trait and one arm in [`byte_source`].
+//! The sources are [`LocalFiles`] and [`ObjectStoreFiles`] (`s3://`, `gs://`, `az://`,
+//! `http(s)://`); another is a new file implementing the trait and one arm in
+//! [`byte_source`].
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use super::local::LocalFiles;
 use super::location::Location;
+use super::object_store::{ObjectStoreFiles, SCHEMES};
 use crate::error::{PipelineError, Result};
 
 /// A store of files: opens them as streams, sizes them, reads byte ranges, lists a pattern.
@@ -39,10 +41,13 @@ pub fn is_glob(pattern: &str) -> bool {
     pattern.contains(['*', '?', '['])
 }
 
-/// The byte source that reads `location`: local files, or (next) object storage by scheme.
+/// The byte source that reads `location`: local files, or object storage by scheme.
 pub fn byte_source(location: &Location) -> Result<Arc<dyn ByteSource>> {
     match location {
         Location::Local(_) => Ok(Arc::new(LocalFiles)),
+        Location::Url { scheme, .. } if SCHEMES.contains(&scheme.as_str()) => {
+            Ok(Arc::new(ObjectStoreFiles))
+        }
         Location::Url { scheme, .. } => Err(PipelineError::InvalidConfig {
             field: "files",
             reason: format!("no byte source reads `{scheme}://` locations (`{location}`)"),
@@ -82,13 +87,13 @@ mod tests {
 
     #[test]
     fn a_url_without_a_registered_byte_source_is_refused_naming_it() {
-        let err = expand_files(&["s3://bucket/c4/*.json.gz".into()]).unwrap_err();
+        let err = expand_files(&["hdfs://namenode/c4/*.json.gz".into()]).unwrap_err();
         assert!(
             matches!(err, PipelineError::InvalidConfig { field: "files", .. }),
             "{err:?}"
         );
         assert!(
-            err.to_string().contains("s3://bucket/c4/*.json.gz"),
+            err.to_string().contains("hdfs://namenode/c4/*.json.gz"),
             "{err}"
         );
     }

@@ -1,5 +1,5 @@
 //! Compression, a layer between a byte source and a record format: the [`Codec`] trait,
-//! the registry that picks one by extension (`.zst` today), and `DecodedInput`, a file's
+//! the registry that picks one by extension (`.zst`, `.gz`), and `DecodedInput`, a file's
 //! decompressed bytes with what a reader needs to report damage.
 //!
 //! A compressed file is first decoded once into nothing, in bounded memory, to check it
@@ -15,8 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::byte_source::{byte_source, ByteSource};
+use super::gzip::Gzip;
 use super::lines::READ_BUFFER;
 use super::location::Location;
+use super::object_store::DownloadFailed;
 use super::zstd::Zstd;
 use crate::error::{PipelineError, Result};
 use crate::parallel::ordered_map;
@@ -48,7 +50,7 @@ pub struct Integrity {
 }
 
 /// The registered codecs.
-const CODECS: &[&dyn Codec] = &[&Zstd];
+const CODECS: &[&dyn Codec] = &[&Zstd, &Gzip];
 
 /// The extension of a lowercase file name, as `Path::extension` finds it (none for a name
 /// that is only a dot and an extension).
@@ -114,13 +116,18 @@ pub(crate) struct Decoding {
 }
 
 impl Decoding {
-    /// What a failed read of the decompressed stream is.
+    /// What a failed read of the decompressed stream is: damage when the codec failed, a
+    /// read failure when the bytes could not be fetched (a download that failed after its
+    /// retries, which decoders pass through).
     pub fn failure(&self, source: io::Error) -> ReadFailure {
+        let fetch_failed = source
+            .get_ref()
+            .is_some_and(|inner| inner.is::<DownloadFailed>());
         match &self.compressed {
-            Some((count, codec)) => {
+            Some((count, codec)) if !fetch_failed => {
                 ReadFailure::Damaged(codec.error(&self.path, count.load(Ordering::Relaxed), source))
             }
-            None => ReadFailure::Io(PipelineError::Io {
+            _ => ReadFailure::Io(PipelineError::Io {
                 path: self.path.clone(),
                 source,
             }),
@@ -212,6 +219,8 @@ mod tests {
         assert_eq!(zst("A.JSONL.ZST"), Some("zst"));
         assert_eq!(zst("s3://b/c/a.jsonl.zst"), Some("zst"));
         assert_eq!(zst("a.txt"), None);
+        assert_eq!(zst("c4/en/c4-train.00000-of-01024.json.gz"), Some("gz"));
+        assert_eq!(zst("s3://b/A.TXT.GZ"), Some("gz"));
         assert_eq!(
             zst(".zst"),
             None,
@@ -220,6 +229,10 @@ mod tests {
         assert_eq!(
             name_without_codec(&Location::parse("d/A.Jsonl.zst")),
             "a.jsonl"
+        );
+        assert_eq!(
+            name_without_codec(&Location::parse("s3://b/c4/x.json.gz")),
+            "x.json"
         );
     }
 

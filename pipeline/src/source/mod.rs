@@ -1,11 +1,12 @@
-//! Sources: corpus files (plain text or JSONL, optionally zstd-compressed) streamed into
+//! Sources: corpus files (plain text or JSONL, optionally zstd- or gzip-compressed) streamed into
 //! Arrow record batches of documents ([`electra_schemas::documents`]).
 //!
 //! A file goes through four layers, each behind a trait and in its own file:
 //!
-//! 1. a [`ByteSource`] (where the bytes come from: [`LocalFiles`] today), chosen by the
+//! 1. a [`ByteSource`] (where the bytes come from: [`LocalFiles`], or object storage and
+//!    HTTP(S) servers through [`object_store`]), chosen by the
 //!    file's [`Location`], which also expands glob patterns ([`expand_files`]);
-//! 2. a [`Codec`] (compression: [`zstd`] today), chosen by extension, which checks the whole
+//! 2. a [`Codec`] (compression: [`zstd`], [`gzip`]), chosen by extension, which checks the whole
 //!    file before it is read ([`codec`]);
 //! 3. a record format (how bytes are framed into documents: `text` lines with blank
 //!    lines between documents, `jsonl` objects), chosen by `data.format` or by extension
@@ -20,15 +21,19 @@
 pub mod byte_source;
 pub mod codec;
 mod format;
+pub mod gzip;
 mod jsonl;
 mod line_records;
 mod lines;
 pub mod local;
 pub mod location;
+pub mod object_store;
 pub mod reader;
 mod text;
 pub mod zstd;
 
+#[cfg(test)]
+mod edge_tests;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -64,7 +69,7 @@ pub struct BadRecordCounts {
     /// Plain-text documents (lines with no blank line between them) cut at a line
     /// boundary when their text reached `max_doc_bytes`; their text is kept.
     pub split_documents: u64,
-    /// Files whose zstd stream could not be decoded to the end.
+    /// Files whose compressed (zstd or gzip) stream could not be decoded to the end.
     pub unreadable_files: u64,
 }
 
@@ -119,6 +124,8 @@ pub struct SourceOptions {
     pub oversized_lines: OversizedLinePolicy,
     /// A chunk is emitted once its sentences hold this many bytes.
     pub chunk_bytes: usize,
+    /// How object storage and HTTP(S) requests are retried.
+    pub retry: object_store::RetrySettings,
 }
 
 impl SourceOptions {
@@ -131,6 +138,10 @@ impl SourceOptions {
             max_doc_bytes: config.max_doc_bytes,
             oversized_lines: config.oversized_lines,
             chunk_bytes: config.chunk_bytes,
+            retry: object_store::RetrySettings {
+                retries: config.io_retries,
+                timeout_s: config.io_retry_timeout_s,
+            },
         }
     }
 }

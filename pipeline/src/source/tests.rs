@@ -19,6 +19,14 @@ pub(crate) fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 pub(crate) fn zstd_frame(bytes: &[u8]) -> Vec<u8> {
     ::zstd::encode_all(bytes, 3).unwrap()
 }
+
+/// `bytes` as one gzip member.
+pub(crate) fn gzip_member(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
 /// A document as the tests see it: (doc_id, byte_offset, sentences).
 pub(crate) type Doc = (u64, u64, Vec<String>);
 

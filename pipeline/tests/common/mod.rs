@@ -2,6 +2,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod moto;
+
 use std::path::{Path, PathBuf};
 
 use electra_pipeline::preprocess::PreprocessOptions;
