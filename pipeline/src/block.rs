@@ -6,13 +6,14 @@
 
 use std::ops::Range;
 
-use arrow_array::{BooleanArray, RecordBatch, UInt32Array, UInt64Array};
+use arrow_array::{RecordBatch, UInt32Array, UInt64Array};
 use electra_schemas::tokenized;
 
 use crate::arrow_util::{column, list_column};
 use crate::error::Result;
 use crate::mask::Masker;
 use crate::pack::Packer;
+use crate::word_starts::WordStarts;
 
 /// One example, borrowed from a [`MaskedBlock`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,7 +193,7 @@ impl MaskedBlock {
         let (eo, ends): (&[i32], &UInt32Array) = list_column(batch, tokenized::SENTENCE_ENDS)?;
         let (ids, ends) = (ids.values(), ends.values());
         let words = match chunk.word_starts {
-            true => Some(DocumentWordStarts::of(batch)?),
+            true => Some(WordStarts::of(batch)?),
             false => None,
         };
         let mut starts = Vec::new();
@@ -235,27 +236,6 @@ impl MaskedBlock {
             self.mask_ends[i] = self.masked_positions.len();
         }
         self.masked = self.len();
-    }
-}
-
-/// The `word_starts` column of a tokenized batch.
-struct DocumentWordStarts<'a> {
-    offsets: &'a [i32],
-    values: &'a BooleanArray,
-}
-
-impl<'a> DocumentWordStarts<'a> {
-    fn of(batch: &'a RecordBatch) -> Result<Self> {
-        let (offsets, values) = list_column(batch, tokenized::WORD_STARTS)?;
-        Ok(Self { offsets, values })
-    }
-
-    /// Row `row`'s word starts into `out`, as long as its `n` tokens (padded with true).
-    fn row(&self, row: usize, n: usize, out: &mut Vec<bool>) {
-        let (start, end) = (self.offsets[row] as usize, self.offsets[row + 1] as usize);
-        out.clear();
-        out.extend(self.values.values().slice(start, end - start).iter());
-        out.resize(n, true);
     }
 }
 

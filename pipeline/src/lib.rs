@@ -20,9 +20,10 @@
 //!    examples of up to `max_seq_len` tokens, as the reference `ExampleBuilder` does,
 //!    straight into a chunk's flat buffers ([`block::MaskedBlock`]).
 //! 5. [`mask`]: a fresh mask per epoch, a pure function of (seed, epoch, doc_id,
-//!    example_index): a [`mask::PositionSelector`] chooses the positions (random tokens), a
-//!    [`mask::Corruption`] what they become (ELECTRA 85% `[MASK]` / 15% kept, or BERT
-//!    80/10/10).
+//!    example_index): a [`mask::PositionSelector`] chooses the positions (random tokens,
+//!    whole words or SpanBERT spans), a
+//!    [`mask::Corruption`] what they become (ELECTRA 85% `[MASK]` / 15% kept, BERT
+//!    80/10/10, or all `[MASK]`).
 //! 6. [`batch`]: examples padded into flat row-major `i64` buffers.
 //! 7. [`loader`]: reader threads (one per source), worker threads and a batcher joined by
 //!    bounded crossbeam channels; batches come out in order, identical for any thread
@@ -77,12 +78,13 @@ pub mod slice;
 pub mod source;
 pub mod tokenize;
 pub mod train_tokenizer;
+pub mod word_starts;
 
 pub use batch::{Batch, BatchShape};
 pub use block::{ChunkDocuments, ExampleRef, MaskedBlock};
 pub use config::{
-    BadRecordPolicy, DataConfig, DataExecution, MaskStrategy, OversizedLinePolicy, SourceConfig,
-    SourceFormat,
+    BadRecordPolicy, DataConfig, DataExecution, MaskPositions, MaskStrategy, OversizedLinePolicy,
+    SourceConfig, SourceFormat,
 };
 pub use cursor::{DataCursor, MixtureCursor, SourceCursor, StreamPosition};
 pub use error::{PipelineError, Result};

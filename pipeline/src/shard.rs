@@ -61,6 +61,11 @@ fn shard_err(path: &Path, reason: impl Into<String>) -> PipelineError {
     }
 }
 
+/// How to replace shards of another schema version (version 1 stored `word_starts` as a
+/// `list<bool>`; version 2 bit-packs it).
+const REBUILD: &str = "rebuild the shards from the corpus with `electra preprocess` (same \
+     --input and tokenizer, a new --out folder)";
+
 /// A manifest path must stay inside its folder: relative, no `..`, no root.
 pub fn check_relative(path: &str) -> bool {
     let p = Path::new(path);
@@ -87,7 +92,7 @@ pub fn read_manifest(path: &Path) -> Result<Manifest> {
         return Err(PipelineError::BadManifest {
             path: path.to_path_buf(),
             reason: format!(
-                "schema version {} (this build reads {SCHEMA_VERSION})",
+                "schema version {} (this build reads {SCHEMA_VERSION}); {REBUILD}",
                 manifest.schema_version
             ),
         });
@@ -456,7 +461,7 @@ fn check_metadata(
         other => {
             return Err(shard_err(
                 path,
-                format!("schema version {other:?}, this build reads {SCHEMA_VERSION}"),
+                format!("schema version {other:?}, this build reads {SCHEMA_VERSION}; {REBUILD}"),
             ));
         }
     }

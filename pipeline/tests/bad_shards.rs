@@ -435,3 +435,18 @@ fn a_shard_with_reordered_and_extra_columns_trains_like_the_original() {
     assert!(before.len() > 10, "{} batches", before.len());
     assert!(same_batches(&before, &after));
 }
+
+#[test]
+fn shards_of_schema_version_1_are_refused_with_how_to_rebuild_them() {
+    let f = fixture();
+    let mut m = f.manifest.clone();
+    m.schema_version = 1;
+    write_manifest(&f.manifest_path, &m).unwrap();
+    let err = f.first_error(&f.config).to_string();
+    assert!(err.contains("schema version 1"), "{err}");
+    assert!(err.contains("electra preprocess"), "{err}");
+    assert!(
+        err.contains(&f.manifest_path.display().to_string()),
+        "{err}"
+    );
+}

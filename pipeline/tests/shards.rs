@@ -410,3 +410,69 @@ fn shards_are_read_with_word_starts_only_when_masking_needs_them() {
     let column = |b: &arrow_array::RecordBatch| b.column_by_name(WORD_STARTS).unwrap().slice(0, n);
     assert_eq!(column(&with).as_ref(), column(&first).as_ref());
 }
+
+#[test]
+fn whole_word_and_span_masks_are_the_same_from_shards_and_raw_on_any_thread_count() {
+    use electra_pipeline::MaskPositions;
+
+    let dir = tempfile::tempdir().unwrap();
+    let moby = vec![data("corpus/moby_dick.txt.zst")];
+    let report = preprocess(
+        &options_for(moby.clone(), dir.path(), 2, 0, 1),
+        &tokenizer(),
+        |_| {},
+    )
+    .unwrap();
+    let raw = DataConfig {
+        files: moby.iter().map(|p| p.display().to_string()).collect(),
+        batch_size: 16,
+        shuffle: false,
+        execution: DataExecution {
+            threads: 1,
+            ..DataExecution::default()
+        },
+        ..DataConfig::default()
+    };
+    let random = batches(&raw, 150);
+    for positions in [MaskPositions::WholeWord, MaskPositions::Span] {
+        let one = DataConfig {
+            mask_positions: positions,
+            ..raw.clone()
+        };
+        let three = DataConfig {
+            execution: DataExecution {
+                threads: 3,
+                ..DataExecution::default()
+            },
+            ..one.clone()
+        };
+        let shards = DataConfig {
+            files: vec![report.manifest.display().to_string()],
+            execution: DataExecution {
+                threads: 2,
+                ..DataExecution::default()
+            },
+            ..one.clone()
+        };
+        let live = batches(&one, 150);
+        assert!(
+            same_batches(&live, &batches(&three, 150)),
+            "{positions:?}: 1 and 3 threads"
+        );
+        assert!(
+            same_batches(&live, &batches(&shards, 150)),
+            "{positions:?}: shards and raw"
+        );
+        let masked =
+            |b: &[electra_pipeline::Batch]| b.iter().map(|b| b.num_masked()).sum::<usize>();
+        assert_eq!(
+            masked(&live),
+            masked(&random),
+            "{positions:?}: as many positions as random"
+        );
+        assert!(live
+            .iter()
+            .zip(&random)
+            .any(|(a, b)| a.masked_positions != b.masked_positions));
+    }
+}

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 /// Version of the column layout written into Parquet shards; bump it on any change.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Parquet key-value metadata keys carried by every shard.
 pub mod metadata {
@@ -130,7 +130,9 @@ pub mod tokenized {
     pub const INPUT_IDS: &str = "input_ids";
     /// Exclusive end offset (in tokens) of each sentence; the last equals the token count.
     pub const SENTENCE_ENDS: &str = "sentence_ends";
-    /// One flag per token: true where the token starts a word (for whole-word masking).
+    /// One flag per token, true where the token starts a word (for whole-word masking),
+    /// bit-packed: one binary value per document, token `i` in bit `i % 8` of byte `i / 8`
+    /// (schema version 2; version 1 stored a `list<bool>`).
     pub const WORD_STARTS: &str = "word_starts";
 
     /// The tokenized-documents schema.
@@ -140,7 +142,7 @@ pub mod tokenized {
             Field::new(SOURCE, DataType::UInt32, false),
             Field::new(INPUT_IDS, list_of(DataType::UInt32), false),
             Field::new(SENTENCE_ENDS, list_of(DataType::UInt32), false),
-            Field::new(WORD_STARTS, list_of(DataType::Boolean), false),
+            Field::new(WORD_STARTS, DataType::Binary, false),
         ]))
     }
 }
@@ -280,7 +282,7 @@ mod tests {
                 true,
             ),
             Field::new(tokenized::SENTENCE_ENDS, list_of(DataType::UInt32), false),
-            Field::new(tokenized::WORD_STARTS, list_of(DataType::Boolean), false),
+            Field::new(tokenized::WORD_STARTS, DataType::Binary, false),
         ]);
         assert!(check_schema(&renamed, &tokenized::schema(), "x").is_ok());
     }

@@ -18,7 +18,8 @@ EXPECTED = {
     "source": pa.uint32(),
     "input_ids": pa.list_(pa.uint32()),
     "sentence_ends": pa.list_(pa.uint32()),
-    "word_starts": pa.list_(pa.bool_()),
+    # Bit-packed (schema version 2): token i of a document is bit i % 8 of byte i // 8.
+    "word_starts": pa.binary(),
 }
 METADATA_KEYS = [
     b"electra.schema_version",
@@ -69,9 +70,13 @@ def check(folder):
             fail(f"{path}: {tokens} tokens, manifest says {entry['tokens']}")
         ends = table.column("sentence_ends").to_pylist()
         ids = table.column("input_ids").to_pylist()
-        for row, (e, i) in enumerate(zip(ends, ids)):
+        words = table.column("word_starts").to_pylist()
+        for row, (e, i, w) in enumerate(zip(ends, ids, words)):
             if not e or e[-1] != len(i) or any(a >= b for a, b in zip(e, e[1:])):
                 fail(f"{path}: row {row}: sentence_ends {e[:5]}... do not end at {len(i)} tokens")
+            if len(w) != (len(i) + 7) // 8 or not w[0] & 1:
+                fail(f"{path}: row {row}: word_starts is {len(w)} bytes for {len(i)} tokens, "
+                     "or the first token starts no word")
         print(f"ok {path}: {table.num_rows} rows, {tokens} tokens, compression "
               f"{pf.metadata.row_group(0).column(2).compression}")
 

@@ -12,6 +12,11 @@ pub use unknown_keys::UnknownKeys;
 pub const DEFAULT_MAX_SEQ_LEN: usize = 128;
 /// Default `mask_prob` (ELECTRA-Small and Base).
 pub const DEFAULT_MASK_PROB: f64 = 0.15;
+/// Largest accepted `mask_prob`.
+pub const MAX_MASK_PROB: f64 = 0.5;
+/// The documented `mask_prob` presets: 15% (BERT, ELECTRA), 30% (MosaicBERT, ModernBERT)
+/// and 40% (Wettig et al., "Should You Mask 15% in Masked Language Modeling?").
+pub const MASK_PROB_PRESETS: [f64; 3] = [0.15, 0.3, 0.4];
 /// Default `batch_size` (ELECTRA-Small).
 pub const DEFAULT_BATCH_SIZE: usize = 128;
 /// Default `single_segment_prob` (reference ExampleBuilder).
@@ -56,6 +61,22 @@ pub enum MaskStrategy {
     Electra,
     /// BERT: 80% `[MASK]`, 10% random token, 10% kept.
     Bert,
+    /// Every masked position becomes `[MASK]`.
+    #[serde(rename = "all_mask")]
+    AllMask,
+}
+
+/// Which positions of an example are masked.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskPositions {
+    /// A uniform sample of the non-special tokens (the reference ELECTRA and BERT).
+    #[default]
+    Random,
+    /// Whole words: every sub-token of a chosen word is masked with it.
+    WholeWord,
+    /// SpanBERT: spans of whole words, geometric lengths (p = 0.2) clipped at 10 words.
+    Span,
 }
 
 /// What to do with a bad record (invalid UTF-8, malformed JSON, oversized line, corrupt
@@ -108,13 +129,18 @@ pub struct DataConfig {
     pub tokenizer: String,
     /// Longest example in tokens, specials included. Default: 128.
     pub max_seq_len: usize,
-    /// Fraction of tokens masked. Default: 0.15.
+    /// Fraction of tokens masked, at most 0.5 ([`MASK_PROB_PRESETS`]: 0.15, 0.3, 0.4).
+    /// Default: 0.15.
     pub mask_prob: f64,
     /// Most masked positions per example. Default: none, meaning
     /// `int((mask_prob + 0.005) * max_seq_len)` as in the reference.
     pub max_predictions_per_seq: Option<usize>,
-    /// How masked positions are corrupted. Default: `electra` (85% `[MASK]`, 15% kept).
+    /// How masked positions are corrupted: `electra` (85% `[MASK]`, 15% kept), `bert`
+    /// (80/10/10) or `all_mask`. Default: `electra`.
     pub mask_strategy: MaskStrategy,
+    /// Which positions are masked: `random` tokens, `whole_word`s or SpanBERT `span`s of
+    /// whole words; the same count of positions either way. Default: `random`.
+    pub mask_positions: MaskPositions,
     /// Examples per batch. Default: 128.
     pub batch_size: usize,
     /// Probability that an example has a single segment. Default: 0.1.
@@ -278,6 +304,7 @@ impl Default for DataConfig {
             mask_prob: DEFAULT_MASK_PROB,
             max_predictions_per_seq: None,
             mask_strategy: MaskStrategy::Electra,
+            mask_positions: MaskPositions::Random,
             batch_size: DEFAULT_BATCH_SIZE,
             single_segment_prob: DEFAULT_SINGLE_SEGMENT_PROB,
             random_length_prob: DEFAULT_RANDOM_LENGTH_PROB,
@@ -315,12 +342,7 @@ fn check_prob(field: &'static str, p: f64) -> Result<()> {
 impl DataConfig {
     /// Checks every value's range; an invalid value is an `InvalidConfig` error naming it.
     pub fn validate(&self) -> Result<()> {
-        if !(self.mask_prob > 0.0 && self.mask_prob < 1.0) {
-            return Err(invalid(
-                "mask_prob",
-                format!("{} is not in (0, 1)", self.mask_prob),
-            ));
-        }
+        self.validate_masking()?;
         if self.max_seq_len < MIN_SEQ_LEN {
             return Err(invalid(
                 "max_seq_len",
@@ -382,6 +404,17 @@ impl DataConfig {
             return Err(invalid("text_field", "must not be empty"));
         }
         self.validate_sources()
+    }
+
+    /// The masking keys: `mask_prob` in (0, [`MAX_MASK_PROB`]].
+    fn validate_masking(&self) -> Result<()> {
+        if !(self.mask_prob > 0.0 && self.mask_prob <= MAX_MASK_PROB) {
+            return Err(invalid(
+                "mask_prob",
+                format!("{} is not in (0, {MAX_MASK_PROB}]", self.mask_prob),
+            ));
+        }
+        Ok(())
     }
 
     /// Mixture sources: each valid, and never together with `files`.

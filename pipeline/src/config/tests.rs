@@ -36,6 +36,47 @@ fn enums_parse_lowercase() {
     assert_eq!(c.mask_strategy, MaskStrategy::Bert);
     assert_eq!(c.on_bad_record, BadRecordPolicy::Fail);
     assert_eq!(c.epochs, Some(3));
+    let c: DataConfig = serde_json::from_str(r#"{"mask_strategy": "all_mask"}"#).unwrap();
+    assert_eq!(c.mask_strategy, MaskStrategy::AllMask);
+}
+
+#[test]
+fn mask_positions_parse_snake_case_and_default_to_random() {
+    for (name, positions) in [
+        ("random", MaskPositions::Random),
+        ("whole_word", MaskPositions::WholeWord),
+        ("span", MaskPositions::Span),
+    ] {
+        let c: DataConfig =
+            serde_json::from_str(&format!(r#"{{"mask_positions": "{name}"}}"#)).unwrap();
+        assert_eq!(c.mask_positions, positions);
+    }
+    assert_eq!(DataConfig::default().mask_positions, MaskPositions::Random);
+    let err = serde_json::from_str::<DataConfig>(r#"{"mask_positions": "words"}"#).unwrap_err();
+    assert!(err.to_string().contains("whole_word"), "{err}");
+}
+
+#[test]
+fn mask_prob_presets_are_valid_up_to_one_half_and_scale_max_predictions() {
+    let with = |mask_prob| DataConfig {
+        mask_prob,
+        ..Default::default()
+    };
+    let counts: Vec<usize> = MASK_PROB_PRESETS
+        .iter()
+        .map(|&p| {
+            with(p).validate().unwrap();
+            with(p).max_predictions()
+        })
+        .collect();
+    assert_eq!(counts, [19, 39, 51]); // int((p + 0.005) * 128)
+    with(MAX_MASK_PROB).validate().unwrap();
+    let err = with(0.51).validate().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`mask_prob`: 0.51 is not in (0, 0.5]"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -4,28 +4,37 @@
 //! Masking is two stages, each behind a trait, sharing one RNG derived from those four
 //! values (the selector draws first, then the corruption):
 //!
-//! 1. a [`PositionSelector`] chooses which positions are predicted: [`RandomTokens`] (a
-//!    uniform sample of the non-special tokens) today;
-//! 2. a [`Corruption`] decides what each chosen position becomes: [`Replacement`] with
-//!    ELECTRA's shares (85% `[MASK]`, 15% kept) or BERT's (80/10/10), by
-//!    `data.mask_strategy`.
+//! 1. a [`PositionSelector`] chooses which positions are predicted, by
+//!    `data.mask_positions`: [`RandomTokens`] (a uniform sample of the non-special tokens),
+//!    [`WholeWords`] (every sub-token of a chosen word together) or [`Spans`] (SpanBERT's
+//!    spans of whole words); the whole-word selectors read the examples' word starts;
+//! 2. a [`Corruption`] decides what each chosen position becomes, by
+//!    `data.mask_strategy`: [`Replacement`] with ELECTRA's shares (85% `[MASK]`, 15% kept)
+//!    or BERT's (80/10/10), or [`AllMask`] (every one `[MASK]`).
 //!
 //! The [`Masker`] calls each stage once per example; the loader runs it over a whole
 //! chunk's examples in their flat buffers ([`crate::block::MaskedBlock::mask`]).
 
+mod all_mask;
 mod random_tokens;
 mod replacement;
+mod span;
+mod whole_word;
+mod words;
 
 use std::sync::Arc;
 
-use crate::config::{DataConfig, MaskStrategy};
+use crate::config::{DataConfig, MaskPositions, MaskStrategy};
 use crate::rng::{Rng, MASK_STREAM};
 use crate::tokenize::SpecialTokens;
 
+pub use all_mask::AllMask;
 pub use random_tokens::RandomTokens;
 pub use replacement::{
     Replacement, Shares, BERT_MASK_SHARE, BERT_RANDOM_SHARE, ELECTRA_MASK_SHARE,
 };
+pub use span::{Spans, MAX_SPAN_WORDS, SPAN_GEOMETRIC_P};
+pub use whole_word::WholeWords;
 
 /// An example as a [`PositionSelector`] sees it.
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +83,8 @@ pub struct MaskOptions {
     pub max_predictions: usize,
     /// How the chosen positions are corrupted.
     pub strategy: MaskStrategy,
+    /// Which positions are chosen.
+    pub positions: MaskPositions,
     /// Vocabulary size (random replacement tokens are drawn below it).
     pub vocab_size: usize,
 }
@@ -85,13 +96,18 @@ impl MaskOptions {
             mask_prob: config.mask_prob,
             max_predictions: config.max_predictions(),
             strategy: config.mask_strategy,
+            positions: config.mask_positions,
             vocab_size,
         }
     }
 
-    /// The position selector of these options.
+    /// The position selector of these options' `positions`.
     fn selector(&self, special: SpecialTokens) -> Arc<dyn PositionSelector> {
-        Arc::new(RandomTokens::new(special))
+        match self.positions {
+            MaskPositions::Random => Arc::new(RandomTokens::new(special)),
+            MaskPositions::WholeWord => Arc::new(WholeWords::new(special)),
+            MaskPositions::Span => Arc::new(Spans::new(special)),
+        }
     }
 
     /// The corruption of these options' `mask_strategy`.
@@ -99,6 +115,7 @@ impl MaskOptions {
         let shares = match self.strategy {
             MaskStrategy::Electra => Replacement::ELECTRA,
             MaskStrategy::Bert => Replacement::BERT,
+            MaskStrategy::AllMask => return Arc::new(AllMask::new(special.mask)),
         };
         Arc::new(shares.with_vocabulary(special, self.vocab_size))
     }
@@ -113,14 +130,15 @@ pub struct Masker {
 }
 
 impl Masker {
-    /// The masker of `options`: its selector and its strategy's corruption.
+    /// The masker of `options`: its positions' selector and its strategy's corruption.
     pub fn new(options: MaskOptions, special: SpecialTokens) -> Self {
         let selector = options.selector(special);
         let corruption = options.corruption(special);
         Self::with_stages(options, selector, corruption)
     }
 
-    /// A masker with the given stages (`options.strategy` is then only informative).
+    /// A masker with the given stages (`options.strategy` and `options.positions` are then
+    /// only informative).
     pub fn with_stages(
         options: MaskOptions,
         selector: Arc<dyn PositionSelector>,

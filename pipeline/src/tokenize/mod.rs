@@ -21,15 +21,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::types::UInt32Type;
-use arrow_array::{
-    Array, ArrayRef, BooleanArray, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
-};
-use arrow_buffer::OffsetBuffer;
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow_schema::SchemaRef;
 use electra_schemas::{check_schema, documents, tokenized};
 
 use crate::arrow_util::{column, list_array, list_column, list_item};
 use crate::error::{PipelineError, Result};
+use crate::word_starts::pack_word_starts;
 use fast_wordpiece::FastWordPiece;
 
 pub use default::{load_tokenizer, DEFAULT_TOKENIZER_JSON};
@@ -294,13 +292,7 @@ impl TextTokenizer {
             id_lengths.push(ids.len() - before_ids);
             end_lengths.push(ends.len() - before_ends);
         }
-        let word_item = list_item(&schema, tokenized::WORD_STARTS)?;
-        let word_array: ArrayRef = Arc::new(ListArray::try_new(
-            word_item,
-            OffsetBuffer::<i32>::from_lengths(id_lengths.iter().copied()),
-            Arc::new(BooleanArray::from(word_starts)),
-            None,
-        )?);
+        let word_array: ArrayRef = Arc::new(pack_word_starts(&id_lengths, &word_starts));
         let columns: Vec<ArrayRef> = vec![
             Arc::new(doc_ids.clone()),
             Arc::new(sources.clone()),
@@ -439,15 +431,13 @@ pub(crate) mod tests {
         let (io, ids): (&[i32], &UInt32Array) = list_column(&out, tokenized::INPUT_IDS).unwrap();
         let (eo, ends): (&[i32], &UInt32Array) =
             list_column(&out, tokenized::SENTENCE_ENDS).unwrap();
-        let (_, starts): (&[i32], &BooleanArray) =
-            list_column(&out, tokenized::WORD_STARTS).unwrap();
+        let starts = crate::word_starts::WordStarts::of(&out).unwrap();
         let doc0: Vec<u32> = ids.values()[io[0] as usize..io[1] as usize].to_vec();
         // hello world . una ##ffa ##ble
         assert_eq!(doc0, vec![7592, 2088, 1012, 14477, 20961, 3468]);
         assert_eq!(&ends.values()[eo[0] as usize..eo[1] as usize], &[3, 6]);
-        let s0: Vec<bool> = (io[0] as usize..io[1] as usize)
-            .map(|i| starts.value(i))
-            .collect();
+        let mut s0 = Vec::new();
+        starts.row(0, doc0.len(), &mut s0);
         assert_eq!(s0, vec![true, true, true, true, false, false]);
         // The empty sentence of doc 1 is dropped.
         assert_eq!(&ends.values()[eo[1] as usize..eo[2] as usize], &[1]);
