@@ -355,6 +355,9 @@ impl DataConfig {
         if self.batch_size == 0 {
             return Err(invalid("batch_size", "must be at least 1"));
         }
+        if self.shuffle_window == 0 {
+            return Err(invalid("shuffle_window", "must be at least 1 document"));
+        }
         if !(self.execution.io_retry_timeout_s.is_finite()
             && self.execution.io_retry_timeout_s >= 0.0)
         {

@@ -112,6 +112,13 @@ fn out_of_range_values_name_their_field() {
         ),
         (
             DataConfig {
+                shuffle_window: 0,
+                ..Default::default()
+            },
+            "shuffle_window",
+        ),
+        (
+            DataConfig {
                 single_segment_prob: 1.5,
                 ..Default::default()
             },
